@@ -1,0 +1,1 @@
+"""The pipeline: stages, flow shape, canvas, tasks and the run ledger."""

@@ -1,0 +1,63 @@
+"""The Celery app, configured from :mod:`pipeline.settings` (section 7 of the design)."""
+from __future__ import annotations
+
+from celery import Celery
+
+from pipeline.settings import DEFAULT_QUEUE, Settings, get_settings
+
+
+def celery_config(settings: Settings) -> dict:
+    """Celery settings for ``settings``: JSON only, late ack, requeue on loss, prefetch 1, UTC."""
+    transport = {
+        "visibility_timeout": settings.visibility_timeout,
+        "unacked_restore_interval": settings.unacked_restore_interval,
+        "unacked_restore_throttle": settings.unacked_restore_throttle,
+        "socket_connect_timeout": settings.connect_timeout,
+        "socket_timeout": max(settings.connect_timeout, 10.0),
+        "retry_on_timeout": True,
+    }
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": DEFAULT_QUEUE,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": {
+            "visibility_timeout": settings.visibility_timeout,
+            "retry_policy": {"timeout": 5.0},
+        },
+        "redis_socket_connect_timeout": settings.connect_timeout,
+        "redis_socket_timeout": max(settings.connect_timeout, 10.0),
+        "redis_retry_on_timeout": True,
+        "redis_backend_health_check_interval": 30,
+        "broker_connection_timeout": settings.connect_timeout,
+        "broker_connection_retry_on_startup": True,
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 30,
+        "result_expires": 24 * 3600,
+        "result_extended": False,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "worker_hijack_root_logger": True,
+        "worker_redirect_stdouts": True,
+        "enable_utc": True,
+        "timezone": "UTC",
+        "broker_channel_error_retry": True,
+    }
+
+
+def configure(app: Celery, settings: Settings) -> Celery:
+    """Apply ``settings`` to ``app`` (used again by the CLI once it knows the broker URL)."""
+    app.conf.update(celery_config(settings))
+    return app
+
+
+app = configure(Celery("pipeline", include=["pipeline.tasks"]), get_settings())

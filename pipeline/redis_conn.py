@@ -1,0 +1,67 @@
+"""Redis clients with timeouts and reconnect-retries, one per URL per process."""
+from __future__ import annotations
+
+import threading
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from pipeline.settings import Settings, get_settings
+
+_clients: dict[str, redis.Redis] = {}
+_lock = threading.Lock()
+
+
+class BrokerUnreachable(RuntimeError):
+    """The configured Redis did not answer in time."""
+
+
+def make_client(url: str, settings: Settings | None = None, *, retries: int = 20) -> redis.Redis:
+    """A new client for ``url`` with connect/socket timeouts and retry on connection loss.
+
+    ``retries`` reconnect attempts with capped exponential backoff (about 10 s in all by
+    default) let workers and the waiting CLI ride over a Redis restart.
+    """
+    settings = settings or get_settings()
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=settings.connect_timeout,
+        socket_timeout=max(settings.connect_timeout, 10.0),
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        health_check_interval=30,
+        decode_responses=True,
+    )
+
+
+def shared_client(url: str) -> redis.Redis:
+    """The process-wide client for ``url`` (thread-safe: redis-py pools connections)."""
+    with _lock:
+        client = _clients.get(url)
+        if client is None:
+            client = _clients[url] = make_client(url)
+        return client
+
+
+def check_reachable(url: str, timeout: float) -> None:
+    """Raise :class:`BrokerUnreachable` unless Redis at ``url`` answers PING within ``timeout``."""
+    client = redis.Redis.from_url(
+        url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(ExponentialBackoff(), 0)
+    )
+    try:
+        client.ping()
+    except (redis.RedisError, OSError, ValueError) as exc:
+        raise BrokerUnreachable(f"cannot reach the broker at {redact(url)}: {exc}") from None
+    finally:
+        client.close()
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for messages."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{creds}@{host}"

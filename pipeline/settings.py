@@ -1,0 +1,95 @@
+"""Every tunable of the project, read from the environment in one place.
+
+Nothing else in the project calls ``os.getenv``: modules take a :class:`Settings`
+(usually :func:`get_settings`), so tests and the embedded stack can change a value by
+setting an environment variable before the process starts.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_QUEUE = "default"
+"""Queue consumed by a worker started without ``--label`` and used by runs without one."""
+
+KEY_PREFIX = "pipeline"
+"""Prefix of every Redis key the run ledger writes."""
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The project's configuration; build it with :meth:`from_env`."""
+
+    broker_url: str | None = None
+    """``CELERY_BROKER_URL``: a real deployment's broker. Unset: the embedded stack."""
+
+    result_backend: str | None = None
+    """``CELERY_RESULT_BACKEND``; defaults to the broker URL."""
+
+    artifacts_root: Path = field(default_factory=lambda: Path("artifacts"))
+    """``PIPELINE_ARTIFACTS``: where run directories are made (``--artifacts`` wins)."""
+
+    state_dir: Path = field(default_factory=lambda: Path(".pipeline"))
+    """``PIPELINE_STATE_DIR``: data, port, lock and logs of the embedded stack."""
+
+    visibility_timeout: float = 3600.0
+    """``PIPELINE_VISIBILITY_TIMEOUT``: seconds before an unacked message is redelivered."""
+
+    unacked_restore_interval: float = 10.0
+    """``PIPELINE_UNACKED_RESTORE_INTERVAL``: how often kombu looks for unacked messages."""
+
+    unacked_restore_throttle: float = 10.0
+    """``PIPELINE_UNACKED_RESTORE_THROTTLE``: multiplier kombu applies to that interval."""
+
+    retention_seconds: float = 7 * 24 * 3600.0
+    """``PIPELINE_RETENTION_SECONDS``: how long run records and logs are kept."""
+
+    stuck_after: float = 300.0
+    """``PIPELINE_STUCK_AFTER``: seconds without progress before a run is flagged stuck."""
+
+    connect_timeout: float = 3.0
+    """``PIPELINE_CONNECT_TIMEOUT``: socket connect/read timeout towards Redis."""
+
+    idle_exit_seconds: float = 600.0
+    """``PIPELINE_IDLE_EXIT``: the embedded stack stops after this long without use."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Read every setting from ``env`` (default: ``os.environ``)."""
+        env = os.environ if env is None else env
+        broker = env.get("CELERY_BROKER_URL") or None
+        return cls(
+            broker_url=broker,
+            result_backend=env.get("CELERY_RESULT_BACKEND") or broker,
+            artifacts_root=Path(env.get("PIPELINE_ARTIFACTS") or "artifacts"),
+            state_dir=Path(env.get("PIPELINE_STATE_DIR") or ".pipeline"),
+            visibility_timeout=_float(env, "PIPELINE_VISIBILITY_TIMEOUT", 3600.0),
+            unacked_restore_interval=_float(env, "PIPELINE_UNACKED_RESTORE_INTERVAL", 10.0),
+            unacked_restore_throttle=_float(env, "PIPELINE_UNACKED_RESTORE_THROTTLE", 10.0),
+            retention_seconds=_float(env, "PIPELINE_RETENTION_SECONDS", 7 * 24 * 3600.0),
+            stuck_after=_float(env, "PIPELINE_STUCK_AFTER", 300.0),
+            connect_timeout=_float(env, "PIPELINE_CONNECT_TIMEOUT", 3.0),
+            idle_exit_seconds=_float(env, "PIPELINE_IDLE_EXIT", 600.0),
+        )
+
+    @property
+    def ledger_url(self) -> str | None:
+        """Redis URL of the run ledger: the result backend, else the broker."""
+        return self.result_backend or self.broker_url
+
+
+def get_settings() -> Settings:
+    """The settings of this process, read from the environment now."""
+    return Settings.from_env()

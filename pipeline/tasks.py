@@ -1,0 +1,135 @@
+"""Thin Celery tasks: ledger bookkeeping, log capture and retry policy around a stage.
+
+Messages carry only ``run_id`` and the task ``key``; everything else (parameters, the
+artifacts directory, upstream outputs) is read from the run's ledger record, so a
+restart can feed a task exactly what it had the first time.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, Callable
+
+from celery import Task
+
+from pipeline import flow, stages
+from pipeline.artifacts import RunDir
+from pipeline.celery_app import app
+from pipeline.ledger import Ledger
+from pipeline.logcapture import capture_lines
+from pipeline.redis_conn import shared_client
+from pipeline.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+Body = Callable[[RunDir, dict, "int | None", dict], Any]
+
+
+def ledger() -> Ledger:
+    """The ledger in the Redis this app's results go to."""
+    url = app.conf.result_backend or app.conf.broker_url
+    return Ledger(shared_client(url), get_settings().retention_seconds)
+
+
+def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
+    """Run ``body`` for task ``key`` of ``run_id`` with bookkeeping; return its output.
+
+    A task already recorded as Success returns its stored output without running again
+    (this covers a redelivery after a crash). Failures retry while retries remain; after
+    that the task is Failed and everything downstream TriggerFailed.
+    """
+    book = ledger()
+    begin = book.begin_task(run_id, key)
+    if begin.verdict == "success":
+        return book.outputs(run_id, [key]).get(key)
+    if begin.verdict != "run":
+        log.warning("not running %s of run %s: %s", key, run_id, begin.verdict)
+        return None
+    run = book.get_run(run_id)
+    params = run["params"]
+    n_branches = len(params["alphas"])
+    _, index = flow.parse_key(key, n_branches)
+    run_dir = RunDir(run["artifacts"], run_id)
+    inputs = book.outputs(run_id, flow.upstream(key, n_branches))
+    try:
+        with capture_lines(lambda line, ts: book.append_log(run_id, key, line, ts)):
+            output = body(run_dir, params, index, inputs)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        retries = int(params.get("retries", 0))
+        if task.request.retries < retries:
+            book.set_retrying(run_id, key, error)
+            raise task.retry(exc=exc, countdown=float(params.get("retry_delay", 0)), max_retries=retries)
+        book.finish_task(run_id, key, "Failed", error=error, trigger_failed=flow.downstream(key, n_branches))
+        raise
+    book.finish_task(run_id, key, "Success", output=output)
+    return output
+
+
+def _tick(params: dict) -> datetime | None:
+    return datetime.fromisoformat(params["tick"]) if params.get("tick") else None
+
+
+def _download(run_dir: RunDir, p: dict, _i: int | None, _inputs: dict) -> str:
+    return stages.download_dataset(run_dir, n_samples=int(p["n_samples"]), tick=_tick(p), sleep=p["sleep"])
+
+
+def _preprocess(run_dir: RunDir, p: dict, _i: int | None, inputs: dict) -> list[str]:
+    return stages.preprocess_dataset(run_dir, inputs[flow.DOWNLOAD], sleep=p["sleep"])
+
+
+def _train(run_dir: RunDir, p: dict, i: int, inputs: dict) -> str:
+    train_name = inputs[flow.PREPROCESS][0]
+    return stages.train_model(run_dir, train_name, p["alphas"][i], sleep=p["sleep"], fail_rate=p["fail_rate"])
+
+
+def _evaluate(run_dir: RunDir, p: dict, i: int, inputs: dict) -> dict:
+    model, test = inputs[flow.train_key(i)], inputs[flow.PREPROCESS][1]
+    eval_name, score = stages.evaluate_model(run_dir, model, test, sleep=p["sleep"])
+    return {"file": eval_name, "score": score}
+
+
+def _cleanup(run_dir: RunDir, p: dict, j: int, inputs: dict) -> str:
+    source, position = flow.cleanup_source(j, len(p["alphas"]))
+    name = inputs[source] if position is None else inputs[source][position]
+    return stages.cleanup_file(run_dir, name, sleep=p["sleep"])
+
+
+@app.task(bind=True, name="pipeline.download_dataset")
+def download_dataset(self: Task, run_id: str, key: str) -> Any:
+    """Celery task of stage ``download_dataset``."""
+    return execute_stage(self, run_id, key, _download)
+
+
+@app.task(bind=True, name="pipeline.preprocess_dataset")
+def preprocess_dataset(self: Task, run_id: str, key: str) -> Any:
+    """Celery task of stage ``preprocess_dataset``."""
+    return execute_stage(self, run_id, key, _preprocess)
+
+
+@app.task(bind=True, name="pipeline.train_model")
+def train_model(self: Task, run_id: str, key: str) -> Any:
+    """Celery task of stage ``train_model`` (one alpha)."""
+    return execute_stage(self, run_id, key, _train)
+
+
+@app.task(bind=True, name="pipeline.evaluate_model")
+def evaluate_model(self: Task, run_id: str, key: str) -> Any:
+    """Celery task of stage ``evaluate_model`` (one alpha)."""
+    return execute_stage(self, run_id, key, _evaluate)
+
+
+@app.task(bind=True, name="pipeline.cleanup_file")
+def cleanup_file(self: Task, run_id: str, key: str) -> Any:
+    """Celery task of stage ``cleanup_file`` (one intermediate file)."""
+    return execute_stage(self, run_id, key, _cleanup)
+
+
+STAGE_TASKS = {
+    flow.DOWNLOAD: download_dataset,
+    flow.PREPROCESS: preprocess_dataset,
+    flow.TRAIN: train_model,
+    flow.EVALUATE: evaluate_model,
+    flow.CLEANUP: cleanup_file,
+}
+"""Stage name -> Celery task."""

@@ -1,0 +1,65 @@
+"""Flow versions: a number that grows when the pipeline's definition changes, and only then.
+
+The definition is the parsed code (AST, so comments and formatting do not count) of the
+stages, the flow's shape and the canvas builder. Each new digest gets the next number
+in Redis, with the time it was first seen; each run records its number.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import redis
+
+from pipeline.settings import KEY_PREFIX
+
+DEFINITION_FILES = ("stages.py", "flow.py", "canvas.py")
+"""Modules (files of this package) whose code is the pipeline's definition."""
+
+_REGISTER = """
+local known = redis.call('HGET', KEYS[1], ARGV[1])
+if known then return known end
+local version = redis.call('INCR', KEYS[2])
+local record = cjson.encode({version = version, first_seen = tonumber(ARGV[2]), digest = ARGV[1]})
+redis.call('HSET', KEYS[1], ARGV[1], record)
+return record
+"""
+
+
+def definition_digest(sources: list[str]) -> str:
+    """SHA-256 over the ASTs of ``sources``: equal for code that differs only in layout."""
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(ast.dump(ast.parse(source), annotate_fields=True, include_attributes=False).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def current_digest() -> str:
+    """Digest of this installation's pipeline definition."""
+    package = Path(__file__).resolve().parent
+    return definition_digest([(package / name).read_text() for name in DEFINITION_FILES])
+
+
+def register(client: redis.Redis, digest: str | None = None) -> dict:
+    """The version record of ``digest`` (default: the current code), creating it if new."""
+    digest = digest or current_digest()
+    script = client.register_script(_REGISTER)
+    raw = script(keys=[f"{KEY_PREFIX}:flows", f"{KEY_PREFIX}:flows:counter"], args=[digest, repr(time.time())])
+    return json.loads(raw)
+
+
+def count_run(client: redis.Redis, version: int) -> None:
+    """Count one more run of flow ``version``."""
+    client.hincrby(f"{KEY_PREFIX}:flows:runs", str(version), 1)
+
+
+def all_versions(client: redis.Redis) -> list[dict]:
+    """Every version record, oldest first."""
+    records = [json.loads(v) for v in client.hgetall(f"{KEY_PREFIX}:flows").values()]
+    return sorted(records, key=lambda r: r["version"])
