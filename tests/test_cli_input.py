@@ -1,0 +1,77 @@
+"""Bad input: one line naming the value, exit code 2, nothing enqueued, no run recorded."""
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from conftest import free_port, pipeline_env, run_cli
+
+BAD = [
+    (["sweep", "--alphas", "-0.5"], "-0.5"),
+    (["sweep", "--alphas", "1.0,abc"], "abc"),
+    (["sweep", "--alphas", "nan"], "nan"),
+    (["sweep", "--alphas", "inf"], "inf"),
+    (["sweep", "--alphas", "1.0", "1"], "1"),
+    (["sweep", "--alphas", "0.1,0.10"], "0.10"),
+    (["sweep", "--alphas"], "no alphas"),
+    (["sweep", "--alphas", ","], "no alphas"),
+    (["sweep", "--sleep", "-1"], "-1"),
+    (["sweep", "--sleep", "999999"], "999999"),
+    (["sweep", "--retry-delay", "nan"], "nan"),
+    (["sweep", "--fail-rate", "1.5"], "1.5"),
+    (["sweep", "--retries", "-2"], "-2"),
+    (["sweep", "--n-samples", "3"], "3"),
+    (["sweep", "--label", "a/b"], "a/b"),
+    (["run", "--alpha", "-1"], "-1"),
+    (["run", "--alpha", "x"], "x"),
+    (["wait", "../etc"], "../etc"),
+    (["sweep", "--bogus"], "--bogus"),
+]
+
+
+def runs_recorded(redis_server) -> int:
+    return len(redis_server.client().keys("pipeline:run*"))
+
+
+@pytest.mark.parametrize("argv,named", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_exits_2_with_one_line(argv, named, clean_redis, tmp_path):
+    env = pipeline_env(clean_redis.url, PIPELINE_ARTIFACTS=str(tmp_path / "art"))
+    result = run_cli(*argv, env=env)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], result.stderr
+    assert result.stdout == ""
+    assert runs_recorded(clean_redis) == 0
+    assert clean_redis.client().llen("default") == 0
+    assert not (tmp_path / "art").exists()
+
+
+def test_unknown_run_id_exits_2(clean_redis, tmp_path):
+    result = run_cli("wait", "no-such-run", env=pipeline_env(clean_redis.url))
+    assert result.returncode == 2 and "no-such-run" in result.stderr
+
+
+def test_unreachable_broker_is_reported_fast(tmp_path):
+    env = pipeline_env(f"redis://127.0.0.1:{free_port()}/0", PIPELINE_ARTIFACTS=str(tmp_path / "art"))
+    started = time.monotonic()
+    result = run_cli("sweep", "--alphas", "1.0", env=env)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 2
+    assert "cannot reach the broker" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert elapsed < 5.0
+    assert not (tmp_path / "art").exists()
+
+
+def test_silent_broker_is_reported_within_5_seconds(tmp_path):
+    """A port that accepts connections but never answers (a hung Redis) must not hang the CLI."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        started = time.monotonic()
+        result = run_cli("sweep", env=pipeline_env(url, PIPELINE_ARTIFACTS=str(tmp_path / "art")))
+        elapsed = time.monotonic() - started
+    assert result.returncode == 2 and "cannot reach the broker" in result.stderr
+    assert elapsed < 5.0
