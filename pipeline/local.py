@@ -5,6 +5,8 @@ another, so it is slow for large sweeps and useful for stepping through with a d
 """
 from __future__ import annotations
 
+import sys
+from contextlib import redirect_stdout
 from pathlib import Path
 
 from pipeline import stages
@@ -13,7 +15,15 @@ from pipeline.runs import RunRequest
 
 
 def run_local(request: RunRequest, run_id: str) -> dict[str, float]:
-    """Run every stage of ``request`` here and now; return ``alpha name -> R^2``."""
+    """Run every stage of ``request`` here and now; return ``alpha name -> R^2``.
+
+    What the stages print goes to stderr, so stdout carries only the result.
+    """
+    with redirect_stdout(sys.stderr):
+        return _run(request, run_id)
+
+
+def _run(request: RunRequest, run_id: str) -> dict[str, float]:
     run_dir = RunDir(Path(request.artifacts_root), run_id).ensure()
     sleep = request.sleep
     dataset = stages.download_dataset(run_dir, n_samples=request.n_samples, tick=request.tick, sleep=sleep)
