@@ -147,7 +147,10 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
             click.echo(submitted.run_id)
         return
     if not as_json:
+        from pipeline.flower import where_to_look
+
         click.echo(f"run {submitted.run_id} submitted; artifacts in {submitted.artifacts}", err=True)
+        click.echo(where_to_look(settings, submitted.run_id), err=True)
     wait_and_report(conn, submitted.run_id, as_json)
 
 
@@ -230,6 +233,31 @@ def stop() -> None:
 
     stopped = stop_stack(get_settings())
     click.echo("embedded stack stopped" if stopped else "no embedded stack was running")
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=5555, show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+def flower(port: int, address: str) -> None:
+    """Start Flower against the configured broker (or the embedded stack).
+
+    Basic auth comes from FLOWER_BASIC_AUTH (user:password). Start it before submitting:
+    Flower only sees events sent while it runs. Find a run's tasks on its tasks page
+    with the search `kwargs:run_id=RUN_ID`.
+    """
+    import os
+
+    from pipeline.flower import flower_argv
+
+    settings = get_settings()
+    conn = connect_or_exit(settings)
+    env = dict(os.environ)
+    if conn.embedded:
+        env.update(CELERY_BROKER_URL=conn.url, CELERY_RESULT_BACKEND=conn.url)
+    if not settings.flower_basic_auth:
+        click.echo("FLOWER_BASIC_AUTH is not set: Flower's pages are open, its API refuses requests", err=True)
+    argv = flower_argv(settings, port, address)
+    os.execve(argv[0], argv, env)
 
 
 def main(argv: list[str] | None = None) -> int:

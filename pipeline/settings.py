@@ -65,6 +65,12 @@ class Settings:
     idle_exit_seconds: float = 600.0
     """``PIPELINE_IDLE_EXIT``: the embedded stack stops after this long without use."""
 
+    flower_basic_auth: str | None = None
+    """``FLOWER_BASIC_AUTH``: ``user:password[,user2:password2]`` Flower asks for."""
+
+    flower_url: str = "http://localhost:5555"
+    """``PIPELINE_FLOWER_URL``: where users open Flower; printed after a submission."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         """Read every setting from ``env`` (default: ``os.environ``)."""
@@ -82,6 +88,8 @@ class Settings:
             stuck_after=_float(env, "PIPELINE_STUCK_AFTER", 300.0),
             connect_timeout=_float(env, "PIPELINE_CONNECT_TIMEOUT", 3.0),
             idle_exit_seconds=_float(env, "PIPELINE_IDLE_EXIT", 600.0),
+            flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or None,
+            flower_url=(env.get("PIPELINE_FLOWER_URL") or "http://localhost:5555").rstrip("/"),
         )
 
     @property

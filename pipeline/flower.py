@@ -1,0 +1,38 @@
+"""Flower, the web view of the workers and tasks: its command line and links into it."""
+from __future__ import annotations
+
+import sys
+from urllib.parse import quote
+
+from pipeline.settings import Settings
+
+FLOWER_PORT = 5555
+"""Flower's default port."""
+
+TASK_COLUMNS = "name,uuid,state,kwargs,received,started,runtime,worker"
+"""Columns of Flower's tasks page: kwargs shows each task's run id and task key."""
+
+
+def flower_argv(settings: Settings, port: int = FLOWER_PORT, address: str = "127.0.0.1") -> list[str]:
+    """``celery flower`` against this project's app, with basic auth when configured."""
+    argv = [sys.executable, "-m", "celery", "-A", "pipeline.celery_app", "flower",
+            f"--port={port}", f"--address={address}", "--purge_offline_workers=60",
+            f"--tasks_columns={TASK_COLUMNS}"]
+    if settings.flower_basic_auth:
+        argv.append(f"--basic-auth={settings.flower_basic_auth}")
+    return argv
+
+
+def run_search(run_id: str) -> str:
+    """Flower's search query matching exactly the tasks of one run (by the run_id kwarg)."""
+    return f"kwargs:run_id={run_id}"
+
+
+def where_to_look(settings: Settings, run_id: str) -> str:
+    """The line a submission prints: Flower's tasks page and the search for this run."""
+    return f"watch it in Flower: {settings.flower_url}/tasks, search: {run_search(run_id)}"
+
+
+def api_tasks_url(settings: Settings, run_id: str) -> str:
+    """Flower's API listing of one run's tasks."""
+    return f"{settings.flower_url}/api/tasks?search={quote(run_search(run_id))}"

@@ -1,0 +1,110 @@
+"""Flower as a real process against the test Redis: API with auth, search by run, a browser view."""
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import quote
+
+import pytest
+
+from conftest import CLI, ROOT, free_port, pipeline_env, run_cli, stop_process
+
+AUTH = "ops:s3cret"
+
+
+def get(url: str, auth: str | None = AUTH, timeout: float = 5):
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.status, response.read().decode()
+
+
+@pytest.fixture
+def flower(clean_redis, worker, tmp_path):
+    port = free_port()
+    env = pipeline_env(clean_redis.url, FLOWER_BASIC_AUTH=AUTH, PIPELINE_FLOWER_URL=f"http://127.0.0.1:{port}")
+    log = open(tmp_path / "flower.log", "wb")
+    proc = subprocess.Popen(["python", CLI, "flower", "--port", str(port)], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            if get(f"{base}/api/workers?refresh=1")[0] == 200:
+                break
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        if time.time() > deadline or proc.poll() is not None:
+            stop_process(proc)
+            pytest.fail("flower did not come up:\n" + (tmp_path / "flower.log").read_text())
+        time.sleep(0.3)
+    yield base, env
+    stop_process(proc)
+
+
+def run_tasks(base: str, run_id: str) -> dict:
+    status, body = get(f"{base}/api/tasks?search={quote('kwargs:run_id=' + run_id)}")
+    assert status == 200
+    return json.loads(body)
+
+
+def wait_for(predicate, timeout: float = 30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    return predicate()
+
+
+def test_flower_lists_every_task_of_a_run_and_refuses_anonymous(flower, tmp_path):
+    base, env = flower
+    env = {**env, "PIPELINE_ARTIFACTS": str(tmp_path / "art")}
+    first = run_cli("sweep", "--alphas", "1.0", "0.1", "0.01", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "watch it in Flower: " + base + "/tasks" in first.stderr
+    other = json.loads(run_cli("run", "--json", env=env).stdout)["run_id"]
+    run_id = first.stderr.split("run ", 1)[1].split()[0]
+
+    tasks = wait_for(lambda: (t := run_tasks(base, run_id)) and len(t) == 2 + 6 + 6
+                     and all(v["state"] == "SUCCESS" for v in t.values()) and t)
+    assert tasks, run_tasks(base, run_id)
+    keys = sorted(json.dumps(v["kwargs"]) for v in tasks.values())
+    assert all(run_id in k and other not in k for k in keys)
+    names = {v["name"] for v in tasks.values()}
+    assert names == {f"pipeline.{s}" for s in
+                     ("download_dataset", "preprocess_dataset", "train_model", "evaluate_model", "cleanup_file")}
+    assert all(v["runtime"] is not None and v["runtime"] >= 0 for v in tasks.values())
+    assert len(wait_for(lambda: len(run_tasks(base, other)) == 8 and run_tasks(base, other))) == 8
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        get(f"{base}/api/tasks", auth=None)
+    assert refused.value.code == 401
+    with pytest.raises(urllib.error.HTTPError) as wrong:
+        get(f"{base}/api/tasks", auth="ops:wrong")
+    assert wrong.value.code == 401
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_tasks_page_in_headless_chromium(flower, tmp_path):
+    base, env = flower
+    env = {**env, "PIPELINE_ARTIFACTS": str(tmp_path / "art")}
+    result = run_cli("run", "--alpha", "0.5", "--json", env=env)
+    run_id = json.loads(result.stdout)["run_id"]
+    assert wait_for(lambda: len(run_tasks(base, run_id)) == 8)
+    url = base.replace("http://", f"http://{AUTH}@") + "/tasks?name=pipeline.train_model"
+    dom = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=8000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=90).stdout
+    (tmp_path / "dom.html").write_text(dom)
+    assert "pipeline.train_model" in dom
+    assert run_id in dom, tmp_path / "dom.html"
