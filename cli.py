@@ -117,8 +117,9 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
     validation.check_rate(fail_rate)
     if label is not None:
         validation.check_label(label)
+    root = validation.check_artifacts_root(artifacts or settings.artifacts_root, settings.artifacts_allowed)
     request = RunRequest(
-        alphas=alphas, artifacts_root=(artifacts or settings.artifacts_root).resolve(), n_samples=n_samples,
+        alphas=alphas, artifacts_root=root, n_samples=n_samples,
         sleep=sleep, retries=retries, retry_delay=retry_delay, fail_rate=fail_rate, label=label,
     )
     if local:

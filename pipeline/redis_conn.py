@@ -45,16 +45,21 @@ def shared_client(url: str) -> redis.Redis:
 
 
 def check_reachable(url: str, timeout: float) -> None:
-    """Raise :class:`BrokerUnreachable` unless Redis at ``url`` answers PING within ``timeout``."""
-    client = redis.Redis.from_url(
-        url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(ExponentialBackoff(), 0)
-    )
+    """Raise :class:`BrokerUnreachable` unless Redis at ``url`` answers PING within ``timeout``.
+
+    A malformed URL, a refused or silent port and a failed AUTH all count as unreachable.
+    """
+    client = None
     try:
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(ExponentialBackoff(), 0)
+        )
         client.ping()
     except (redis.RedisError, OSError, ValueError) as exc:
         raise BrokerUnreachable(f"cannot reach the broker at {redact(url)}: {exc}") from None
     finally:
-        client.close()
+        if client is not None:
+            client.close()
 
 
 def redact(url: str) -> str:

@@ -65,6 +65,13 @@ class Settings:
     idle_exit_seconds: float = 600.0
     """``PIPELINE_IDLE_EXIT``: the embedded stack stops after this long without use."""
 
+    artifacts_allowed: tuple[Path, ...] = ()
+    """``PIPELINE_ARTIFACTS_ALLOWED``: roots (``os.pathsep``-separated) artifacts may live under.
+
+    Empty: anywhere. The CLI refuses ``--artifacts`` outside them and workers refuse runs
+    whose recorded root is outside them.
+    """
+
     flower_basic_auth: str | None = None
     """``FLOWER_BASIC_AUTH``: ``user:password[,user2:password2]`` Flower asks for."""
 
@@ -88,6 +95,9 @@ class Settings:
             stuck_after=_float(env, "PIPELINE_STUCK_AFTER", 300.0),
             connect_timeout=_float(env, "PIPELINE_CONNECT_TIMEOUT", 3.0),
             idle_exit_seconds=_float(env, "PIPELINE_IDLE_EXIT", 600.0),
+            artifacts_allowed=tuple(
+                Path(p) for p in (env.get("PIPELINE_ARTIFACTS_ALLOWED") or "").split(os.pathsep) if p
+            ),
             flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or None,
             flower_url=(env.get("PIPELINE_FLOWER_URL") or "http://localhost:5555").rstrip("/"),
         )

@@ -19,6 +19,7 @@ from pipeline.ledger import Ledger
 from pipeline.logcapture import capture_lines
 from pipeline.redis_conn import shared_client
 from pipeline.settings import get_settings
+from pipeline.validation import BadInput, check_artifacts_root
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,12 @@ def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     params = run["params"]
     n_branches = len(params["alphas"])
     _, index = flow.parse_key(key, n_branches)
-    run_dir = RunDir(run["artifacts"], run_id)
     inputs = book.outputs(run_id, flow.upstream(key, n_branches))
+    try:
+        run_dir = RunDir(check_artifacts_root(run["artifacts"], get_settings().artifacts_allowed), run_id)
+    except BadInput as exc:  # a record pointing where this worker may not write: never retried
+        book.finish_task(run_id, key, "Failed", error=str(exc), trigger_failed=flow.downstream(key, n_branches))
+        raise
     try:
         with capture_lines(lambda line, ts: book.append_log(run_id, key, line, ts)):
             output = body(run_dir, params, index, inputs)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Iterable
 
 from pipeline.artifacts import check_run_id
@@ -94,3 +95,13 @@ def check_run_id_input(run_id: str) -> str:
         return check_run_id(run_id)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
+
+
+def check_artifacts_root(root: str | Path, allowed: Iterable[Path]) -> Path:
+    """``root`` resolved; BadInput if ``allowed`` roots are set and it lies outside all of them."""
+    resolved = Path(root).resolve()
+    allowed = [Path(a).resolve() for a in allowed]
+    if allowed and not any(resolved == a or a in resolved.parents for a in allowed):
+        shown = ", ".join(str(a) for a in allowed)
+        raise BadInput(f"artifacts root {str(root)!r} is outside the allowed roots ({shown})")
+    return resolved

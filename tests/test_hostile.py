@@ -1,0 +1,123 @@
+"""Hostile input on the queue and at the CLI: rejected with a clear error, nothing left behind."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from kombu import Connection, Producer
+
+from conftest import free_port, pipeline_env, redis_binary, run_cli, stop_process
+from test_stages import tutorial_score
+
+
+class _Touch:
+    """Unpickling this creates the marker file: proof that a pickle was executed."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def publish_raw(url: str, body: bytes, content_type: str, task: str = "pipeline.download_dataset") -> None:
+    headers = {"lang": "py", "task": task, "id": str(uuid.uuid4()), "root_id": None, "parent_id": None,
+               "group": None, "retries": 0, "eta": None, "expires": None, "argsrepr": "()", "kwargsrepr": "{}"}
+    with Connection(url) as conn:
+        Producer(conn).publish(body, routing_key="default", exchange="", content_type=content_type,
+                               content_encoding="binary" if isinstance(body, bytes) else "utf-8", headers=headers)
+
+
+def wait_until(predicate, timeout: float = 20) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_pickle_message_is_rejected_never_executed(cli_env, clean_redis, worker, tmp_path):
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(((), {"run_id": "x", "key": "download_dataset", "boom": _Touch(str(marker))}, {}))
+    before = worker.text().count("Refusing to deserialize untrusted content")
+    publish_raw(clean_redis.url, payload, "application/x-python-serialize")
+    assert wait_until(lambda: worker.text().count("Refusing to deserialize untrusted content") > before), worker.text()[-2000:]
+    assert not marker.exists()
+    assert clean_redis.client().llen("default") == 0  # rejected, not requeued forever
+    ok = run_cli("run", "--json", env=cli_env)  # the worker is still healthy
+    assert ok.returncode == 0 and json.loads(ok.stdout)["state"] == "Success"
+
+
+def test_malformed_json_and_unknown_task_are_discarded(cli_env, clean_redis, worker):
+    publish_raw(clean_redis.url, b"{not json", "application/json")
+    body = json.dumps([[], {"run_id": "r", "key": "k"}, {"callbacks": None, "errbacks": None, "chain": None,
+                                                       "chord": None}])
+    publish_raw(clean_redis.url, body.encode(), "application/json", task="pipeline.no_such_task")
+    assert wait_until(lambda: "pipeline.no_such_task" in worker.text()), worker.text()[-2000:]
+    assert wait_until(lambda: clean_redis.client().llen("default") == 0)
+    assert clean_redis.client().keys("pipeline:run:*") == []
+    ok = run_cli("run", "--alpha", "0.5", "--json", env=cli_env)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["results"] == {"0.5": tutorial_score(17, 100, 0.5)}
+
+
+def test_message_for_a_run_that_does_not_exist_does_nothing(cli_env, clean_redis, worker, tmp_path):
+    body = json.dumps([[], {"run_id": "ghost", "key": "download_dataset"},
+                       {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
+    before = worker.text().count("not running download_dataset of run ghost")
+    publish_raw(clean_redis.url, body.encode(), "application/json")
+    assert wait_until(lambda: worker.text().count("not running download_dataset of run ghost") > before)
+    assert clean_redis.client().keys("pipeline:run:ghost*") == []
+
+
+def test_hundred_thousand_alphas_refused(clean_redis, tmp_path):
+    alphas = [str(i) for i in range(100_000)]
+    result = run_cli("sweep", "--alphas", *alphas, env=pipeline_env(clean_redis.url,
+                                                                  PIPELINE_ARTIFACTS=str(tmp_path / "a")))
+    assert result.returncode == 2 and "100000 alphas" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert clean_redis.client().keys("pipeline:run*") == [] and not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("url,named", [
+    ("http://127.0.0.1:1/0", "http://127.0.0.1:1/0"),
+    ("redis://127.0.0.1:notaport/0", "notaport"),
+    ("not a url", "not a url"),
+])
+def test_wrong_broker_urls(url, named, tmp_path):
+    result = run_cli("sweep", env=pipeline_env(url, PIPELINE_ARTIFACTS=str(tmp_path / "a")))
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and named in result.stderr
+    assert not (tmp_path / "a").exists()
+
+
+def test_redis_that_needs_a_password(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([redis_binary(), "--port", str(port), "--requirepass", "hunter2", "--save", "",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        time.sleep(0.3)
+        result = run_cli("sweep", env=pipeline_env(f"redis://127.0.0.1:{port}/0",
+                                                   PIPELINE_ARTIFACTS=str(tmp_path / "a")))
+        assert result.returncode == 2 and "auth" in result.stderr.lower()
+        assert len(result.stderr.strip().splitlines()) == 1
+        wrong = run_cli("sweep", env=pipeline_env(f"redis://:nope@127.0.0.1:{port}/0"))
+        assert wrong.returncode == 2 and "nope" not in wrong.stderr  # the password is not echoed
+    finally:
+        stop_process(proc)
+
+
+def test_artifacts_root_outside_the_allowed_one(clean_redis, tmp_path):
+    allowed = tmp_path / "allowed"
+    env = pipeline_env(clean_redis.url, PIPELINE_ARTIFACTS_ALLOWED=str(allowed))
+    result = run_cli("sweep", "--artifacts", str(tmp_path / "elsewhere"), env=env)
+    assert result.returncode == 2 and "elsewhere" in result.stderr
+    assert not (tmp_path / "elsewhere").exists() and clean_redis.client().keys("pipeline:run*") == []
+    sneaky = run_cli("sweep", "--artifacts", str(allowed / ".." / "elsewhere"), env=env)
+    assert sneaky.returncode == 2
