@@ -45,7 +45,7 @@ def iso(ts: float | str | None) -> str | None:
 class Begin:
     """What :meth:`Ledger.begin_task` decided: run the body, or why not."""
 
-    verdict: str  # "run", "success", "cancelled", "terminal" or "missing"
+    verdict: str  # "run", "success", "cancelled", "terminal", "missing" or "stale"
     attempts: int = 0
 
 
@@ -116,14 +116,19 @@ class Ledger:
         return [raw for raw in pipe.execute() if raw]
 
     # -- tasks ------------------------------------------------------------------------
-    def begin_task(self, run_id: str, key: str) -> Begin:
-        """Mark ``key`` Running and count an attempt, unless it must not run (see Begin)."""
-        verdict, attempts = self._begin(keys=self._keys(run_id)[:7], args=[self.ttl, repr(time.time()), key])
+    def begin_task(self, run_id: str, key: str, task_id: str = "") -> Begin:
+        """Mark ``key`` Running and count an attempt, unless it must not run (see Begin).
+
+        ``task_id``: the Celery id of the message; a message the run no longer expects
+        (a restart re-sent the task under another id) gets verdict ``stale``.
+        """
+        keys = self._guarded_keys(run_id)
+        verdict, attempts = self._begin(keys=keys, args=[self.ttl, repr(time.time()), key, task_id or ""])
         return Begin(verdict, int(attempts))
 
-    def set_retrying(self, run_id: str, key: str, error: str) -> None:
-        """Mark ``key`` Retrying (a later attempt is scheduled)."""
-        self._retrying(keys=self._keys(run_id)[:7], args=[self.ttl, repr(time.time()), key, error])
+    def set_retrying(self, run_id: str, key: str, error: str, task_id: str = "") -> None:
+        """Mark ``key`` Retrying (a later attempt is scheduled); a stale ``task_id`` changes nothing."""
+        self._retrying(keys=self._guarded_keys(run_id), args=[self.ttl, repr(time.time()), key, error, task_id or ""])
 
     def finish_task(
         self,
@@ -134,14 +139,17 @@ class Ledger:
         output: Any = None,
         error: str = "",
         trigger_failed: Iterable[str] = (),
+        task_id: str = "",
     ) -> str:
         """End ``key`` in ``state`` (and mark ``trigger_failed`` keys TriggerFailed).
 
-        Returns the run's end state when this call finished the run, else ``""``.
+        Returns the run's end state when this call finished the run, else ``""``. A stale
+        ``task_id`` (see :meth:`begin_task`) changes nothing.
         """
         out = "" if output is None else json.dumps(output)
-        args = [self.ttl, repr(time.time()), REFERENCE_STAGE + "[", key, state, out, error, *trigger_failed]
-        return self._finish(keys=self._keys(run_id)[:7], args=args) or ""
+        args = [self.ttl, repr(time.time()), REFERENCE_STAGE + "[", key, state, out, error, task_id or "",
+                *trigger_failed]
+        return self._finish(keys=self._guarded_keys(run_id), args=args) or ""
 
     def outputs(self, run_id: str, keys: Iterable[str]) -> dict[str, Any]:
         """Stored outputs of ``keys`` (missing ones left out)."""
@@ -189,6 +197,58 @@ class Ledger:
         """Log records after stream id ``after`` (exclusive unless ``-``): ``(id, fields)``."""
         start = after if after == "-" else f"({after}"
         return self.r.xrange(self._keys(run_id)[7], min=start, max="+", count=count)
+
+    # -- Celery ids, restart and cancel (see pipeline/restart.py, pipeline/cancel.py) -----
+    def task_ids_key(self, run_id: str) -> str:
+        """Hash task key -> Celery id of the message expected to run it now."""
+        return f"{self.run_key(run_id)}:celery"
+
+    def _guarded_keys(self, run_id: str) -> list[str]:
+        return self._keys(run_id)[:7] + [self.task_ids_key(run_id)]
+
+    def _script(self, name: str):
+        cache = self.__dict__.setdefault("_more_scripts", {})
+        if name not in cache:
+            cache[name] = self.r.register_script(getattr(ledger_scripts, name))
+        return cache[name]
+
+    def record_task_ids(self, run_id: str, ids: dict[str, str]) -> None:
+        """Record the Celery ids of a canvas about to be sent (task key -> id)."""
+        if not ids:
+            return
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.task_ids_key(run_id), mapping=ids)
+        pipe.expire(self.task_ids_key(run_id), self.ttl)
+        pipe.execute()
+
+    def task_ids(self, run_id: str) -> dict[str, str]:
+        """Task key -> Celery id of its latest message."""
+        return self.r.hgetall(self.task_ids_key(run_id))
+
+    def reset_tasks(self, run_id: str, seen_state: str, seen_updated: str, ids: dict[str, str]) -> tuple[str, int, str]:
+        """Reset the tasks ``ids`` names to Pending under their new Celery ids, atomically.
+
+        Only if the run's state and ``updated`` are still ``seen_*`` (else verdict
+        ``changed``). Returns ``(verdict, remaining, run state)``; verdict ``ok`` on success.
+        """
+        flat = [part for pair in ids.items() for part in pair]
+        args = [self.ttl, repr(time.time()), REFERENCE_STAGE + "[", seen_state, seen_updated, *flat]
+        reply = self._script("RESTART")(keys=self._guarded_keys(run_id), args=args)
+        if reply[0] != "ok":
+            return reply[0], 0, ""
+        return "ok", int(reply[1]), reply[2]
+
+    def cancel_run(self, run_id: str) -> tuple[str, list[tuple[str, str, str]]]:
+        """Cancel the run atomically: every unfinished task Failed (error ``cancelled``), run Cancelled.
+
+        Returns ``(verdict, tasks)``: verdict ``cancelled`` with ``(key, state before, Celery
+        id)`` of each task it stopped; ``missing``; or ``finished`` (nothing changed).
+        """
+        reply = self._script("CANCEL")(
+            keys=self._guarded_keys(run_id), args=[self.ttl, repr(time.time()), REFERENCE_STAGE + "["]
+        )
+        rest = reply[1:] if reply[0] == "cancelled" else []
+        return reply[0], [tuple(rest[i : i + 3]) for i in range(0, len(rest), 3)]
 
 
 def _encode(value: Any) -> str:

@@ -1,7 +1,8 @@
 """Lua scripts that make the ledger's state transitions atomic in Redis.
 
 Every per-run script takes the same KEYS, in this order (see ``Ledger._keys``):
-run hash, task states, attempts, started, ended, outputs, errors.
+run hash, task states, attempts, started, ended, outputs, errors; the scripts that a task
+or a restart calls also take KEYS[8], the task key -> Celery task id hash (see ``stale``).
 """
 
 # Shared Lua helpers: refresh the TTL of every key touched; decide the run's end state.
@@ -13,6 +14,14 @@ local function touch_ttl(ttl)
 end
 local function terminal(s)
   return s == 'Success' or s == 'Failed' or s == 'TriggerFailed'
+end
+-- A message is stale when the run records another Celery id for its task key: a restart
+-- re-sent that task, so the old message (a leftover of a cancelled or stuck canvas) may
+-- neither begin, retry nor finish it. No id given, or none recorded: not stale.
+local function stale(key, task_id)
+  if KEYS[8] == nil or task_id == nil or task_id == '' then return false end
+  local current = redis.call('HGET', KEYS[8], key)
+  return current ~= false and current ~= task_id
 end
 local function finalize(now, ref_prefix)
   local state = 'Success'
@@ -52,10 +61,11 @@ return 1
 """
 
 BEGIN = _COMMON + """
--- ARGV: ttl, now, key.  Returns {verdict, attempts}
+-- ARGV: ttl, now, key, Celery task id.  Returns {verdict, attempts}
 local ttl, now, key = ARGV[1], ARGV[2], ARGV[3]
 local st = redis.call('HGET', KEYS[2], key)
 if not st then return {'missing', '0'} end
+if stale(key, ARGV[4]) then return {'stale', '0'} end
 if st == 'Success' then return {'success', '0'} end
 if redis.call('HGET', KEYS[1], 'cancelled') == '1' then return {'cancelled', '0'} end
 if terminal(st) then return {'terminal', '0'} end
@@ -72,7 +82,8 @@ return {'run', tostring(n)}
 """
 
 RETRYING = _COMMON + """
--- ARGV: ttl, now, key, error
+-- ARGV: ttl, now, key, error, Celery task id
+if stale(ARGV[3], ARGV[5]) then return 0 end
 local st = redis.call('HGET', KEYS[2], ARGV[3])
 if st and not terminal(st) then
   redis.call('HSET', KEYS[2], ARGV[3], 'Retrying')
@@ -84,10 +95,11 @@ return 1
 """
 
 FINISH = _COMMON + """
--- ARGV: ttl, now, ref_prefix, key, state, output_json, error, trigger-failed keys...
+-- ARGV: ttl, now, ref_prefix, key, state, output_json, error, Celery task id, trigger-failed keys...
 -- Returns the run's end state if this call ended the run, else ''.
 local ttl, now, ref_prefix = ARGV[1], ARGV[2], ARGV[3]
 local key, state = ARGV[4], ARGV[5]
+if stale(key, ARGV[8]) then return '' end
 local changed = 0
 local st = redis.call('HGET', KEYS[2], key)
 if st and not terminal(st) then
@@ -97,7 +109,7 @@ if st and not terminal(st) then
   if ARGV[7] ~= '' then redis.call('HSET', KEYS[7], key, ARGV[7]) end
   changed = changed + 1
 end
-for i = 8, #ARGV do
+for i = 9, #ARGV do
   local other = redis.call('HGET', KEYS[2], ARGV[i])
   if other and not terminal(other) then
     redis.call('HSET', KEYS[2], ARGV[i], 'TriggerFailed')
@@ -113,4 +125,71 @@ if changed > 0 then
 end
 touch_ttl(ttl)
 return result
+"""
+
+RESTART = _COMMON + """
+-- ARGV: ttl, now, ref_prefix, expected run state, expected run `updated`,
+--       then pairs (task key, Celery id of its new message).
+-- If the run is as the caller saw it, reset those tasks to Pending (clearing their ended,
+-- error and output), record their new Celery ids, recount `remaining`, clear the run's
+-- `ended` and `cancelled`, and put it back to Running (Pending if it never started).
+-- Returns {'ok', remaining, run state}, {'missing'} or {'changed'}.
+local ttl, now, ref_prefix = ARGV[1], ARGV[2], ARGV[3]
+local run = redis.call('HMGET', KEYS[1], 'state', 'updated', 'started')
+if not run[1] then return {'missing'} end
+if run[1] ~= ARGV[4] or (run[2] or '') ~= ARGV[5] then return {'changed'} end
+for i = 6, #ARGV - 1, 2 do
+  local key, id = ARGV[i], ARGV[i + 1]
+  local st = redis.call('HGET', KEYS[2], key)
+  if st and st ~= 'Success' then
+    redis.call('HSET', KEYS[2], key, 'Pending')
+    for k = 5, 7 do redis.call('HDEL', KEYS[k], key) end
+    redis.call('HSET', KEYS[8], key, id)
+  end
+end
+local remaining = 0
+local all = redis.call('HVALS', KEYS[2])
+for i = 1, #all do
+  if not terminal(all[i]) then remaining = remaining + 1 end
+end
+local state = 'Pending'
+if run[3] and run[3] ~= '' then state = 'Running' end
+redis.call('HSET', KEYS[1], 'state', state, 'remaining', remaining, 'cancelled', 0, 'updated', now)
+redis.call('HDEL', KEYS[1], 'ended')
+redis.call('HINCRBY', KEYS[1], 'restarts', 1)
+if remaining == 0 then state = finalize(now, ref_prefix) end
+touch_ttl(ttl)
+return {'ok', tostring(remaining), state}
+"""
+
+CANCEL = _COMMON + """
+-- ARGV: ttl, now, ref_prefix.
+-- Unless the run has ended: set cancelled=1, mark every task not yet ended Failed with
+-- error 'cancelled' (so a restart runs it again) and end the run (Cancelled).
+-- Returns {'cancelled', key, state before, Celery id or '', ...}, {'missing'} or
+-- {'finished', run state}.
+local ttl, now, ref_prefix = ARGV[1], ARGV[2], ARGV[3]
+local run_state = redis.call('HGET', KEYS[1], 'state')
+if not run_state then return {'missing'} end
+if run_state == 'Success' or run_state == 'Failed' or run_state == 'Cancelled' then
+  return {'finished', run_state}
+end
+redis.call('HSET', KEYS[1], 'cancelled', 1)
+local out = {'cancelled'}
+local all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do
+  local key, st = all[i], all[i + 1]
+  if not terminal(st) then
+    redis.call('HSET', KEYS[2], key, 'Failed')
+    redis.call('HSET', KEYS[5], key, now)
+    redis.call('HSET', KEYS[7], key, 'cancelled')
+    out[#out + 1] = key
+    out[#out + 1] = st
+    out[#out + 1] = redis.call('HGET', KEYS[8], key) or ''
+  end
+end
+redis.call('HSET', KEYS[1], 'remaining', 0, 'updated', now)
+finalize(now, ref_prefix)
+touch_ttl(ttl)
+return out
 """

@@ -11,6 +11,7 @@ from typing import Callable
 from pipeline import flow, versioning
 from pipeline.canvas import build_canvas
 from pipeline.celery_app import app
+from pipeline.dispatch import send_recorded
 from pipeline.ledger import FINISHED_RUN_STATES, Ledger
 from pipeline.settings import DEFAULT_QUEUE
 from pipeline.stages import DEFAULT_N_SAMPLES, alpha_name, tick_stamp
@@ -97,7 +98,7 @@ def send_canvas(ledger: Ledger, run_id: str, n_branches: int, queue: str, only: 
     """Send the run's canvas (or the part ``only`` names) and mark the run submitted."""
     canvas = build_canvas(run_id, n_branches, queue, only, app=app)
     if canvas is not None:
-        canvas.apply_async()
+        send_recorded(ledger, run_id, canvas)
     ledger.update_run(run_id, submitted=1)
 
 

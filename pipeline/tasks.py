@@ -37,10 +37,12 @@ def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
 
     A task already recorded as Success returns its stored output without running again
     (this covers a redelivery after a crash). Failures retry while retries remain; after
-    that the task is Failed and everything downstream TriggerFailed.
+    that the task is Failed and everything downstream TriggerFailed. Nothing runs for a
+    cancelled run, nor for a stale message (one the run no longer expects since a restart
+    re-sent its task under another Celery id).
     """
     book = ledger()
-    begin = book.begin_task(run_id, key)
+    begin = book.begin_task(run_id, key, task_id=task.request.id)
     if begin.verdict == "success":
         return book.outputs(run_id, [key]).get(key)
     if begin.verdict != "run":
@@ -54,7 +56,8 @@ def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     try:
         run_dir = RunDir(check_artifacts_root(run["artifacts"], get_settings().artifacts_allowed), run_id)
     except BadInput as exc:  # a record pointing where this worker may not write: never retried
-        book.finish_task(run_id, key, "Failed", error=str(exc), trigger_failed=flow.downstream(key, n_branches))
+        book.finish_task(run_id, key, "Failed", error=str(exc), trigger_failed=flow.downstream(key, n_branches),
+                         task_id=task.request.id)
         raise
     try:
         with capture_lines(lambda line, ts: book.append_log(run_id, key, line, ts)):
@@ -63,11 +66,12 @@ def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
         error = f"{type(exc).__name__}: {exc}"
         retries = int(params.get("retries", 0))
         if task.request.retries < retries:
-            book.set_retrying(run_id, key, error)
+            book.set_retrying(run_id, key, error, task_id=task.request.id)
             raise task.retry(exc=exc, countdown=float(params.get("retry_delay", 0)), max_retries=retries)
-        book.finish_task(run_id, key, "Failed", error=error, trigger_failed=flow.downstream(key, n_branches))
+        book.finish_task(run_id, key, "Failed", error=error, trigger_failed=flow.downstream(key, n_branches),
+                         task_id=task.request.id)
         raise
-    book.finish_task(run_id, key, "Success", output=output)
+    book.finish_task(run_id, key, "Success", output=output, task_id=task.request.id)
     return output
 
 

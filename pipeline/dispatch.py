@@ -1,0 +1,50 @@
+"""Sending a canvas so that the run knows the Celery id of every message it expects.
+
+Before a canvas is sent, :func:`freeze_ids` fixes the Celery task id of each of its
+signatures (chain, chord and group members included; Celery keeps ids set by ``freeze``
+when the canvas is applied). The run record keeps ``task key -> id``; the ledger's
+scripts then refuse to let any other message of the same key begin, retry or finish it.
+That is what makes a restart safe while leftovers of an earlier canvas (a cancelled run's
+running task, a stuck run's message redelivered late) may still arrive, and it gives
+``cancel`` the ids to revoke.
+"""
+from __future__ import annotations
+
+from celery.canvas import Signature, _chain, chord, group
+
+from pipeline.ledger import Ledger
+
+
+def frozen_ids(canvas: Signature) -> dict[str, str]:
+    """Task key -> Celery id of every task signature in a frozen ``canvas``."""
+    ids: dict[str, str] = {}
+
+    def walk(sig: Signature | list) -> None:
+        if isinstance(sig, chord):
+            walk(sig.tasks)
+            walk(sig.body)
+        elif isinstance(sig, (_chain, group, list, tuple)):
+            for member in sig.tasks if isinstance(sig, Signature) else sig:
+                walk(member)
+        else:
+            task_id = sig.options.get("task_id")
+            if not task_id:
+                raise ValueError(f"signature {sig!r} has no task id: freeze the canvas first")
+            ids[sig.kwargs["key"]] = task_id
+
+    walk(canvas)
+    return ids
+
+
+def freeze_ids(canvas: Signature) -> dict[str, str]:
+    """Freeze ``canvas`` (fix every task id) and return task key -> Celery id."""
+    canvas.freeze()
+    return frozen_ids(canvas)
+
+
+def send_recorded(ledger: Ledger, run_id: str, canvas: Signature) -> dict[str, str]:
+    """Record the ids of ``canvas`` in the run record, then send it; return the ids."""
+    ids = freeze_ids(canvas)
+    ledger.record_task_ids(run_id, ids)
+    canvas.apply_async()
+    return ids

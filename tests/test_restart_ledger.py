@@ -1,0 +1,135 @@
+"""Restart and cancel at the ledger level, on the tests' redis-server (no worker needed)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pipeline import flow
+from pipeline.canvas import build_canvas
+from pipeline.dispatch import frozen_ids, freeze_ids
+from pipeline.ledger import Ledger
+from pipeline.restart import is_stuck, keys_to_rerun
+from test_sweep_integration import ledger_for
+
+RUN = "20260101T000000Z-abcdef"
+KEYS = flow.task_keys(2)
+
+
+@pytest.fixture
+def ledger(clean_redis) -> Ledger:
+    book = ledger_for(clean_redis.url)
+    fields = {"id": RUN, "params": {"alphas": [1.0, 0.1]}, "queue": "default", "state": "Pending",
+              "submitted": 1, "cancelled": 0}
+    assert book.create_run(RUN, fields, KEYS)
+    book.record_task_ids(RUN, {key: f"id-{key}" for key in KEYS})
+    return book
+
+
+def run_through(book: Ledger, key: str, state: str = "Success", **kw) -> str:
+    assert book.begin_task(RUN, key, task_id=f"id-{key}").verdict == "run"
+    return book.finish_task(RUN, key, state, output=kw.pop("output", key), task_id=f"id-{key}", **kw)
+
+
+@pytest.mark.parametrize(
+    "state, age, expected",
+    [("Running", 301, True), ("Pending", 301, True), ("Running", 299, False),
+     ("Failed", 10_000, False), ("Success", 10_000, False), ("Cancelled", 10_000, False)],
+)
+def test_is_stuck(state, age, expected):
+    now = 1_000_000.0
+    assert is_stuck({"state": state, "updated": repr(now - age)}, now, 300) is expected
+
+
+def test_keys_to_rerun_in_flow_order():
+    states = dict.fromkeys(KEYS, "Success")
+    states.update({"train_model[1]": "Failed", "evaluate_model[1]": "TriggerFailed", "cleanup_file[0]": "Running"})
+    assert keys_to_rerun(states, 2, stuck=False) == ["train_model[1]", "evaluate_model[1]"]
+    assert keys_to_rerun(states, 2, stuck=True) == ["train_model[1]", "evaluate_model[1]", "cleanup_file[0]"]
+
+
+def test_frozen_ids_cover_every_task_of_a_partial_canvas():
+    from pipeline.celery_app import app
+
+    only = ["train_model[1]", "evaluate_model[1]", "cleanup_file[0]", "cleanup_file[3]"]
+    canvas = build_canvas(RUN, 2, "default", only, app=app)
+    with pytest.raises(ValueError):
+        frozen_ids(canvas)
+    ids = freeze_ids(canvas)
+    assert sorted(ids) == sorted(only) and len(set(ids.values())) == len(only)
+
+
+def test_a_stale_message_can_neither_begin_retry_nor_finish(ledger):
+    key = "download_dataset"
+    assert ledger.begin_task(RUN, key, task_id="old-id").verdict == "stale"
+    assert ledger.begin_task(RUN, key, task_id=f"id-{key}").verdict == "run"
+    ledger.set_retrying(RUN, key, "boom", task_id="old-id")
+    assert ledger.finish_task(RUN, key, "Failed", error="x", trigger_failed=KEYS[1:], task_id="old-id") == ""
+    assert ledger.task_states(RUN)[key] == "Running"
+    assert set(ledger.task_states(RUN).values()) == {"Running", "Pending"}
+    ledger.finish_task(RUN, key, "Success", output="dataset.csv", task_id=f"id-{key}")
+    assert ledger.tasks(RUN, [key])[0]["attempts"] == 1 and ledger.outputs(RUN, [key]) == {key: "dataset.csv"}
+
+
+def test_reset_reruns_only_failed_tasks_and_recounts(ledger):
+    run_through(ledger, "download_dataset")
+    run_through(ledger, "preprocess_dataset", output=["train.csv", "test.csv"])
+    run_through(ledger, "train_model[0]")
+    run_through(ledger, "evaluate_model[0]")
+    down = flow.downstream("train_model[1]", 2)
+    assert run_through(ledger, "train_model[1]", "Failed", error="boom", trigger_failed=down) == "Failed"
+    run = ledger.get_run(RUN)
+    assert run["remaining"] == "0" and run["ended"]
+
+    assert ledger.reset_tasks(RUN, "Failed", "0.0", {})[0] == "changed"
+    rerun = keys_to_rerun(ledger.task_states(RUN), 2, stuck=False)
+    assert rerun == ["train_model[1]", "evaluate_model[1]"] + [flow.cleanup_key(j) for j in range(5)]
+    verdict, remaining, state = ledger.reset_tasks(RUN, "Failed", run["updated"], {k: f"new-{k}" for k in rerun})
+    assert (verdict, remaining, state) == ("ok", 7, "Running")
+    run = ledger.get_run(RUN)
+    assert run["state"] == "Running" and "ended" not in run and run["restarts"] == "1" and run["cancelled"] == "0"
+    rows = {row["key"]: row for row in ledger.tasks(RUN, KEYS)}
+    assert rows["train_model[1]"]["state"] == "Pending" and rows["train_model[1]"]["error"] is None
+    assert rows["train_model[1]"]["ended"] is None and rows["train_model[1]"]["attempts"] == 1
+    assert rows["train_model[0]"]["state"] == "Success" and rows["train_model[0]"]["output"] == "train_model[0]"
+    # the failed attempt's message is stale now; the new one runs
+    assert ledger.begin_task(RUN, "train_model[1]", task_id="id-train_model[1]").verdict == "stale"
+    assert ledger.begin_task(RUN, "train_model[1]", task_id="new-train_model[1]").attempts == 2
+    # a second restart while this one runs is refused by the state check
+    assert ledger.reset_tasks(RUN, "Failed", run["updated"], {})[0] == "changed"
+
+
+def test_cancel_marks_unfinished_tasks_failed_and_restart_clears_it(ledger):
+    run_through(ledger, "download_dataset")
+    assert ledger.begin_task(RUN, "preprocess_dataset", task_id="id-preprocess_dataset").verdict == "run"
+    verdict, stopped = ledger.cancel_run(RUN)
+    assert verdict == "cancelled"
+    assert stopped[0] == ("preprocess_dataset", "Running", "id-preprocess_dataset")
+    assert [key for key, _, _ in stopped] == [k for k in KEYS if k != "download_dataset"]
+    run = ledger.get_run(RUN)
+    assert run["state"] == "Cancelled" and run["cancelled"] == "1" and run["remaining"] == "0"
+    rows = ledger.tasks(RUN, KEYS)
+    assert all(r["state"] == "Failed" and r["error"] == "cancelled" for r in rows[1:])
+    assert ledger.begin_task(RUN, "train_model[0]", task_id="id-train_model[0]").verdict == "cancelled"
+    # the running body ends later: ignored
+    assert ledger.finish_task(RUN, "preprocess_dataset", "Success", output=["a", "b"],
+                              task_id="id-preprocess_dataset") == ""
+    assert ledger.outputs(RUN, ["preprocess_dataset"]) == {}
+    assert ledger.cancel_run(RUN) == ("finished", [])
+
+    rerun = keys_to_rerun(ledger.task_states(RUN), 2, stuck=False)
+    assert rerun == KEYS[1:]
+    verdict, remaining, _ = ledger.reset_tasks(RUN, "Cancelled", run["updated"], {k: f"new-{k}" for k in rerun})
+    assert (verdict, remaining) == ("ok", len(KEYS) - 1)
+    assert ledger.get_run(RUN)["cancelled"] == "0"
+    assert ledger.begin_task(RUN, "preprocess_dataset", task_id="new-preprocess_dataset").verdict == "run"
+
+
+def test_reset_of_a_stuck_run_that_had_nothing_left_finalizes_it(ledger):
+    for key in KEYS:
+        run_through(ledger, key, output={"file": "x", "score": 1.0} if key.startswith("evaluate") else key)
+    ledger.update_run(RUN, state="Running", remaining=3, updated=repr(time.time() - 1000))
+    run = ledger.get_run(RUN)
+    assert is_stuck(run, time.time(), 300)
+    assert ledger.reset_tasks(RUN, "Running", run["updated"], {}) == ("ok", 0, "Success")
+    assert ledger.get_run(RUN)["ended"]
