@@ -86,6 +86,7 @@ class Ledger:
         created = bool(self._create(keys=self._keys(run_id)[:2], args=args))
         if created:
             self.r.zadd(self.runs_index, {run_id: now})
+            self.forget_expired(now)
         return created
 
     def update_run(self, run_id: str, **fields: Any) -> None:
@@ -118,12 +119,12 @@ class Ledger:
     # -- tasks ------------------------------------------------------------------------
     def begin_task(self, run_id: str, key: str) -> Begin:
         """Mark ``key`` Running and count an attempt, unless it must not run (see Begin)."""
-        verdict, attempts = self._begin(keys=self._keys(run_id)[:7], args=[self.ttl, repr(time.time()), key])
+        verdict, attempts = self._begin(keys=self._keys(run_id), args=[self.ttl, repr(time.time()), key])
         return Begin(verdict, int(attempts))
 
     def set_retrying(self, run_id: str, key: str, error: str) -> None:
         """Mark ``key`` Retrying (a later attempt is scheduled)."""
-        self._retrying(keys=self._keys(run_id)[:7], args=[self.ttl, repr(time.time()), key, error])
+        self._retrying(keys=self._keys(run_id), args=[self.ttl, repr(time.time()), key, error])
 
     def finish_task(
         self,
@@ -141,7 +142,7 @@ class Ledger:
         """
         out = "" if output is None else json.dumps(output)
         args = [self.ttl, repr(time.time()), REFERENCE_STAGE + "[", key, state, out, error, *trigger_failed]
-        return self._finish(keys=self._keys(run_id)[:7], args=args) or ""
+        return self._finish(keys=self._keys(run_id), args=args) or ""
 
     def outputs(self, run_id: str, keys: Iterable[str]) -> dict[str, Any]:
         """Stored outputs of ``keys`` (missing ones left out)."""
@@ -189,6 +190,36 @@ class Ledger:
         """Log records after stream id ``after`` (exclusive unless ``-``): ``(id, fields)``."""
         start = after if after == "-" else f"({after}"
         return self.r.xrange(self._keys(run_id)[7], min=start, max="+", count=count)
+
+    def wait_logs(self, run_id: str, after: str, block_ms: int | None = None,
+                  count: int | None = None) -> list[tuple[str, dict]]:
+        """Log records after stream id ``after``, waiting up to ``block_ms`` for one (None/0: no wait)."""
+        reply = self.r.xread({self._keys(run_id)[7]: after}, count=count, block=block_ms or None)
+        return reply[0][1] if reply else []
+
+    # -- retention --------------------------------------------------------------------
+    def run_keys(self, run_id: str) -> list[str]:
+        """Every Redis key that belongs to run ``run_id`` (all carry the retention TTL)."""
+        return self._keys(run_id)
+
+    def forget_expired(self, now: float | None = None, limit: int = 10000) -> int:
+        """Drop runs-index entries whose record has expired; return how many.
+
+        An expired record was created at least one retention period ago, so only the
+        entries older than that are looked at.
+        """
+        cutoff = (now or time.time()) - self.ttl
+        script = self.r.register_script(ledger_scripts.FORGET_EXPIRED)
+        return int(script(keys=[self.runs_index], args=[repr(cutoff), self.run_key(""), limit]))
+
+    def delete_run(self, run_id: str, updated: str | None) -> int:
+        """Delete every key of ``run_id`` and its index entry, unless its ``updated`` field
+        changed from ``updated`` since it was read (None: there was no record).
+
+        Returns 1 (deleted), 0 (only leftovers of an expired record) or -1 (skipped).
+        """
+        script = self.r.register_script(ledger_scripts.DELETE_RUN)
+        return int(script(keys=[*self._keys(run_id), self.runs_index], args=[run_id, updated or ""]))
 
 
 def _encode(value: Any) -> str:

@@ -1,7 +1,8 @@
 """Lua scripts that make the ledger's state transitions atomic in Redis.
 
 Every per-run script takes the same KEYS, in this order (see ``Ledger._keys``):
-run hash, task states, attempts, started, ended, outputs, errors.
+run hash, task states, attempts, started, ended, outputs, errors, logs stream (the last
+only so that ``touch_ttl`` keeps the logs alive exactly as long as the record).
 """
 
 # Shared Lua helpers: refresh the TTL of every key touched; decide the run's end state.
@@ -113,4 +114,31 @@ if changed > 0 then
 end
 touch_ttl(ttl)
 return result
+"""
+
+FORGET_EXPIRED = """
+-- KEYS: runs index.  ARGV: cutoff (unix), run hash key prefix, limit.
+-- Drops index entries created before cutoff whose run record no longer exists (expired).
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local removed = 0
+for _, id in ipairs(ids) do
+  if redis.call('EXISTS', ARGV[2] .. id) == 0 then
+    redis.call('ZREM', KEYS[1], id)
+    removed = removed + 1
+  end
+end
+return removed
+"""
+
+DELETE_RUN = """
+-- KEYS: every key of one run (run hash first), then the runs index.
+-- ARGV: run id, the run's 'updated' field as last read ('' if there was no record).
+-- Deletes them unless the run changed since it was read. Returns 1 deleted a record,
+-- 0 cleaned up after a record that was already gone, -1 skipped (the run changed).
+local updated = redis.call('HGET', KEYS[1], 'updated') or ''
+if updated ~= ARGV[2] then return -1 end
+for i = 1, #KEYS - 1 do redis.call('DEL', KEYS[i]) end
+redis.call('ZREM', KEYS[#KEYS], ARGV[1])
+if updated == '' then return 0 end
+return 1
 """
