@@ -266,7 +266,7 @@ def status(run_id: str, as_json: bool) -> None:
 
     from pipeline import flow
     from pipeline.report import print_json
-    from pipeline.status import status_document
+    from pipeline.status import n_branches, status_document
     from pipeline.views import status_text
 
     validation.check_run_id_input(run_id)
@@ -274,7 +274,7 @@ def status(run_id: str, as_json: bool) -> None:
     conn = connect_or_exit(settings)
     run = existing_run(conn, run_id)
     now = time.time()
-    rows = conn.ledger.tasks(run_id, flow.task_keys(len(run["params"]["alphas"])))
+    rows = conn.ledger.tasks(run_id, flow.task_keys(n_branches(run)))
     doc = status_document(run, rows, settings.stuck_after, now)
     if as_json:
         print_json(doc)
@@ -294,22 +294,28 @@ def logs(run_id: str, task_key: str | None, follow: bool, as_json: bool) -> None
 
     from pipeline import flow, logview
     from pipeline.report import print_json
+    from pipeline.status import n_branches
 
     validation.check_run_id_input(run_id)
-    conn = connect_or_exit(get_settings())
+    settings = get_settings()
+    conn = connect_or_exit(settings)
     run = existing_run(conn, run_id)
     if task_key is not None:
         try:
-            flow.parse_key(task_key, len(run["params"]["alphas"]))
+            flow.parse_key(task_key, n_branches(run))
         except ValueError as exc:
             fail(f"{exc} in run {run_id}")
     if follow:
         emit = (lambda line: click.echo(json.dumps(line))) if as_json else (
             lambda line: click.echo(logview.format_line(line)))
         try:
-            logview.follow(conn.ledger, run_id, emit, task=task_key)
+            state = logview.follow(conn.ledger, run_id, emit, task=task_key, stuck_after=settings.stuck_after)
         except KeyboardInterrupt:
             sys.exit(EXIT_INTERRUPTED)
+        if state == "stuck":
+            click.echo(f"run {run_id} is stuck (no progress for a while): python cli.py status {run_id}", err=True)
+        elif state is None:
+            click.echo(f"run {run_id} is gone (expired or pruned)", err=True)
         return
     lines = logview.read_all(conn.ledger, run_id, task=task_key)
     if as_json:

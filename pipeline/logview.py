@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator
 
 from pipeline.ledger import FINISHED_RUN_STATES, Ledger, iso
+from pipeline.status import is_stuck
 
 PAGE = 1000
 """Log records fetched per round trip."""
@@ -48,18 +49,23 @@ def follow(
     emit: Callable[[LogLine], None],
     task: str | None = None,
     block_ms: int = FOLLOW_BLOCK_MS,
+    stuck_after: float | None = None,
 ) -> str | None:
     """Emit the run's lines as they arrive until it has finished and all are out.
 
-    Returns the run's end state (None if its record vanished, e.g. expired). Tasks store
-    their lines before they record their end, so once the run reads finished, one more
-    read that finds nothing new means nothing is left to come.
+    Returns the run's state when it stopped: an end state, ``"stuck"`` when
+    ``stuck_after`` is given and the run is stuck (:func:`pipeline.status.is_stuck`), or
+    None if its record vanished (expired, pruned). Tasks store their lines before they
+    record their end, so once the run reads finished, one more read that finds nothing
+    new means nothing is left to come.
     """
     after = "0-0"
     while True:
         run = ledger.get_run(run_id)
         state = run.get("state") if run else None
-        done = state is None or state in FINISHED_RUN_STATES
+        if run is not None and stuck_after is not None and is_stuck(run, stuck_after):
+            state = "stuck"
+        done = state is None or state == "stuck" or state in FINISHED_RUN_STATES
         while True:
             records = ledger.wait_logs(run_id, after, block_ms=0 if done else block_ms, count=PAGE)
             for record_id, fields in records:

@@ -22,6 +22,12 @@ def _float(value: Any) -> float | None:
     return float(value)
 
 
+def n_branches(run: dict[str, Any]) -> int:
+    """How many alphas (branches) the run has, from its parameters."""
+    params = run.get("params")
+    return len(params.get("alphas") or []) if isinstance(params, dict) else 0
+
+
 def stuck_threshold(run: dict[str, Any], stuck_after: float) -> float:
     """Seconds without progress after which ``run`` counts as stuck.
 

@@ -180,3 +180,5 @@ def test_a_run_without_progress_is_flagged_stuck(clean_redis, tmp_path):
     assert cli_json(env, "runs")[0]["stuck"] is True
     text = run_cli("runs", env=env).stdout
     assert "Running (stuck)" in text
+    followed = run_cli("logs", "lost-run", "--follow", env=env, timeout=60)  # returns instead of hanging
+    assert followed.returncode == 0 and "is stuck" in followed.stderr, followed.stderr
