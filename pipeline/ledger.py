@@ -198,10 +198,6 @@ class Ledger:
         return reply[0][1] if reply else []
 
     # -- retention --------------------------------------------------------------------
-    def run_keys(self, run_id: str) -> list[str]:
-        """Every Redis key that belongs to run ``run_id`` (all carry the retention TTL)."""
-        return self._keys(run_id)
-
     def forget_expired(self, now: float | None = None, limit: int = 10000) -> int:
         """Drop runs-index entries whose record has expired; return how many.
 
