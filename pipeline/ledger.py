@@ -86,6 +86,7 @@ class Ledger:
         created = bool(self._create(keys=self._keys(run_id)[:2], args=args))
         if created:
             self.r.zadd(self.runs_index, {run_id: now})
+            self.forget_expired(now)
         return created
 
     def update_run(self, run_id: str, **fields: Any) -> None:
@@ -151,6 +152,9 @@ class Ledger:
                 *trigger_failed]
         return self._finish(keys=self._guarded_keys(run_id), args=args) or ""
 
+        args = [self.ttl, repr(time.time()), REFERENCE_STAGE + "[", key, state, out, error, *trigger_failed]
+        return self._finish(keys=self._keys(run_id), args=args) or ""
+
     def outputs(self, run_id: str, keys: Iterable[str]) -> dict[str, Any]:
         """Stored outputs of ``keys`` (missing ones left out)."""
         keys = list(keys)
@@ -204,7 +208,7 @@ class Ledger:
         return f"{self.run_key(run_id)}:celery"
 
     def _guarded_keys(self, run_id: str) -> list[str]:
-        return self._keys(run_id)[:7] + [self.task_ids_key(run_id)]
+        return self._keys(run_id) + [self.task_ids_key(run_id)]
 
     def _script(self, name: str):
         cache = self.__dict__.setdefault("_more_scripts", {})
@@ -249,6 +253,33 @@ class Ledger:
         )
         rest = reply[1:] if reply[0] == "cancelled" else []
         return reply[0], [tuple(rest[i : i + 3]) for i in range(0, len(rest), 3)]
+
+    def wait_logs(self, run_id: str, after: str, block_ms: int | None = None,
+                  count: int | None = None) -> list[tuple[str, dict]]:
+        """Log records after stream id ``after``, waiting up to ``block_ms`` for one (None/0: no wait)."""
+        reply = self.r.xread({self._keys(run_id)[7]: after}, count=count, block=block_ms or None)
+        return reply[0][1] if reply else []
+
+    # -- retention --------------------------------------------------------------------
+    def forget_expired(self, now: float | None = None, limit: int = 10000) -> int:
+        """Drop runs-index entries whose record has expired; return how many.
+
+        An expired record was created at least one retention period ago, so only the
+        entries older than that are looked at.
+        """
+        cutoff = (now or time.time()) - self.ttl
+        script = self.r.register_script(ledger_scripts.FORGET_EXPIRED)
+        return int(script(keys=[self.runs_index], args=[repr(cutoff), self.run_key(""), limit]))
+
+    def delete_run(self, run_id: str, updated: str | None) -> int:
+        """Delete every key of ``run_id`` and its index entry, unless its ``updated`` field
+        changed from ``updated`` since it was read (None: there was no record).
+
+        Returns 1 (deleted), 0 (only leftovers of an expired record) or -1 (skipped).
+        """
+        script = self.r.register_script(ledger_scripts.DELETE_RUN)
+        keys = [*self._keys(run_id), self.task_ids_key(run_id), self.runs_index]
+        return int(script(keys=keys, args=[run_id, updated or ""]))
 
 
 def _encode(value: Any) -> str:

@@ -1,8 +1,10 @@
 """Lua scripts that make the ledger's state transitions atomic in Redis.
 
 Every per-run script takes the same KEYS, in this order (see ``Ledger._keys``):
-run hash, task states, attempts, started, ended, outputs, errors; the scripts that a task
-or a restart calls also take KEYS[8], the task key -> Celery task id hash (see ``stale``).
+run hash, task states, attempts, started, ended, outputs, errors, logs stream (the last
+only so that ``touch_ttl`` keeps the logs alive exactly as long as the record); the
+scripts that a task or a restart calls also take KEYS[9], the task key -> Celery task id
+hash (see ``stale``).
 """
 
 # Shared Lua helpers: refresh the TTL of every key touched; decide the run's end state.
@@ -19,8 +21,8 @@ end
 -- re-sent that task, so the old message (a leftover of a cancelled or stuck canvas) may
 -- neither begin, retry nor finish it. No id given, or none recorded: not stale.
 local function stale(key, task_id)
-  if KEYS[8] == nil or task_id == nil or task_id == '' then return false end
-  local current = redis.call('HGET', KEYS[8], key)
+  if KEYS[9] == nil or task_id == nil or task_id == '' then return false end
+  local current = redis.call('HGET', KEYS[9], key)
   return current ~= false and current ~= task_id
 end
 local function finalize(now, ref_prefix)
@@ -144,7 +146,7 @@ for i = 6, #ARGV - 1, 2 do
   if st and st ~= 'Success' then
     redis.call('HSET', KEYS[2], key, 'Pending')
     for k = 5, 7 do redis.call('HDEL', KEYS[k], key) end
-    redis.call('HSET', KEYS[8], key, id)
+    redis.call('HSET', KEYS[9], key, id)
   end
 end
 local remaining = 0
@@ -185,11 +187,38 @@ for i = 1, #all, 2 do
     redis.call('HSET', KEYS[7], key, 'cancelled')
     out[#out + 1] = key
     out[#out + 1] = st
-    out[#out + 1] = redis.call('HGET', KEYS[8], key) or ''
+    out[#out + 1] = redis.call('HGET', KEYS[9], key) or ''
   end
 end
 redis.call('HSET', KEYS[1], 'remaining', 0, 'updated', now)
 finalize(now, ref_prefix)
 touch_ttl(ttl)
 return out
+"""
+
+FORGET_EXPIRED = """
+-- KEYS: runs index.  ARGV: cutoff (unix), run hash key prefix, limit.
+-- Drops index entries created before cutoff whose run record no longer exists (expired).
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local removed = 0
+for _, id in ipairs(ids) do
+  if redis.call('EXISTS', ARGV[2] .. id) == 0 then
+    redis.call('ZREM', KEYS[1], id)
+    removed = removed + 1
+  end
+end
+return removed
+"""
+
+DELETE_RUN = """
+-- KEYS: every key of one run (run hash first), then the runs index.
+-- ARGV: run id, the run's 'updated' field as last read ('' if there was no record).
+-- Deletes them unless the run changed since it was read. Returns 1 deleted a record,
+-- 0 cleaned up after a record that was already gone, -1 skipped (the run changed).
+local updated = redis.call('HGET', KEYS[1], 'updated') or ''
+if updated ~= ARGV[2] then return -1 end
+for i = 1, #KEYS - 1 do redis.call('DEL', KEYS[i]) end
+redis.call('ZREM', KEYS[#KEYS], ARGV[1])
+if updated == '' then return 0 end
+return 1
 """

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Mapping
 
 from pipeline import flow
 from pipeline.canvas import build_canvas
@@ -20,9 +20,8 @@ from pipeline.celery_app import app
 from pipeline.dispatch import freeze_ids
 from pipeline.ledger import Ledger
 from pipeline.settings import DEFAULT_QUEUE
+from pipeline.status import ACTIVE_RUN_STATES, is_stuck
 
-ACTIVE_RUN_STATES = ("Pending", "Running")
-"""Run states in which tasks may still be queued or running."""
 
 RESTARTABLE_TASK_STATES = ("Failed", "TriggerFailed")
 """Task states a restart runs again (a stuck run: every state but Success)."""
@@ -40,20 +39,6 @@ class Restarted:
     keys: list[str]
     stuck: bool
     state: str
-
-
-def is_stuck(run: Mapping[str, Any], now: float, stuck_after: float) -> bool:
-    """True if ``run`` is Pending/Running but has not progressed for ``stuck_after`` seconds.
-
-    Progress is the run record's ``updated`` time, which every task begin, retry and end
-    moves. A run waiting for a worker that never comes, or whose chord counter or
-    messages were lost, ends up stuck; so does one whose single task runs longer than
-    ``stuck_after`` (``PIPELINE_STUCK_AFTER``), which should exceed the longest task.
-    """
-    if run.get("state") not in ACTIVE_RUN_STATES:
-        return False
-    last = run.get("updated") or run.get("created")
-    return last not in (None, "") and now - float(last) > stuck_after
 
 
 def keys_to_rerun(states: Mapping[str, str], n_branches: int, stuck: bool) -> list[str]:
@@ -76,7 +61,7 @@ def restart_run(ledger: Ledger, run_id: str, stuck_after: float, now: float | No
         raise RestartRefused(f"no run {run_id!r}")
     now = time.time() if now is None else now
     state = run.get("state", "")
-    stuck = is_stuck(run, now, stuck_after)
+    stuck = is_stuck(run, stuck_after, now)
     if state in ACTIVE_RUN_STATES and not stuck:
         raise RestartRefused(
             f"run {run_id} is {state.lower()}: wait for it (python cli.py wait {run_id}) "

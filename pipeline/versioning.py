@@ -30,20 +30,42 @@ return record
 """
 
 
+class _DropDocstrings(ast.NodeTransformer):
+    """Removes docstrings (and other bare string statements): documentation, not definition."""
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        super().generic_visit(node)
+        body = getattr(node, "body", None)
+        if isinstance(body, list):
+            kept = [s for s in body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)
+                                            and isinstance(s.value.value, str))]
+            node.body = kept or [ast.Pass()]
+        return node
+
+
 def definition_digest(sources: list[str]) -> str:
-    """SHA-256 over the ASTs of ``sources``: equal for code that differs only in layout."""
+    """SHA-256 over the ASTs of ``sources``, docstrings left out.
+
+    Equal for code that differs only in comments, layout or docstrings; different as soon
+    as one statement, name or constant differs.
+    """
     digest = hashlib.sha256()
     for source in sources:
-        digest.update(ast.dump(ast.parse(source), annotate_fields=True, include_attributes=False).encode())
+        tree = _DropDocstrings().visit(ast.parse(source))
+        digest.update(ast.dump(tree, annotate_fields=True, include_attributes=False).encode())
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def package_digest(package: Path) -> str:
+    """Digest of the definition files (:data:`DEFINITION_FILES`) in directory ``package``."""
+    return definition_digest([(package / name).read_text() for name in DEFINITION_FILES])
 
 
 @lru_cache(maxsize=1)
 def current_digest() -> str:
     """Digest of this installation's pipeline definition."""
-    package = Path(__file__).resolve().parent
-    return definition_digest([(package / name).read_text() for name in DEFINITION_FILES])
+    return package_digest(Path(__file__).resolve().parent)
 
 
 def register(client: redis.Redis, digest: str | None = None) -> dict:
@@ -63,3 +85,17 @@ def all_versions(client: redis.Redis) -> list[dict]:
     """Every version record, oldest first."""
     records = [json.loads(v) for v in client.hgetall(f"{KEY_PREFIX}:flows").values()]
     return sorted(records, key=lambda r: r["version"])
+
+
+def version_table(client: redis.Redis) -> list[dict]:
+    """Every version, oldest first: version, first_seen (unix), digest, runs, current.
+
+    ``runs`` counts the runs ever recorded with that version (expired and pruned ones
+    included); ``current`` marks the version of the code this process runs.
+    """
+    counts = client.hgetall(f"{KEY_PREFIX}:flows:runs")
+    mine = current_digest()
+    return [
+        {**record, "runs": int(counts.get(str(record["version"]), 0)), "current": record["digest"] == mine}
+        for record in all_versions(client)
+    ]

@@ -9,7 +9,8 @@ from pipeline import flow
 from pipeline.canvas import build_canvas
 from pipeline.dispatch import frozen_ids, freeze_ids
 from pipeline.ledger import Ledger
-from pipeline.restart import is_stuck, keys_to_rerun
+from pipeline.restart import keys_to_rerun
+from pipeline.status import is_stuck
 from test_sweep_integration import ledger_for
 
 RUN = "20260101T000000Z-abcdef"
@@ -38,7 +39,7 @@ def run_through(book: Ledger, key: str, state: str = "Success", **kw) -> str:
 )
 def test_is_stuck(state, age, expected):
     now = 1_000_000.0
-    assert is_stuck({"state": state, "updated": repr(now - age)}, now, 300) is expected
+    assert is_stuck({"state": state, "updated": repr(now - age)}, 300, now) is expected
 
 
 def test_keys_to_rerun_in_flow_order():
@@ -130,6 +131,6 @@ def test_reset_of_a_stuck_run_that_had_nothing_left_finalizes_it(ledger):
         run_through(ledger, key, output={"file": "x", "score": 1.0} if key.startswith("evaluate") else key)
     ledger.update_run(RUN, state="Running", remaining=3, updated=repr(time.time() - 1000))
     run = ledger.get_run(RUN)
-    assert is_stuck(run, time.time(), 300)
+    assert is_stuck(run, 300, time.time())
     assert ledger.reset_tasks(RUN, "Running", run["updated"], {}) == ("ok", 0, "Success")
     assert ledger.get_run(RUN)["ended"]
