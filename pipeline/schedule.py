@@ -34,10 +34,10 @@ class every(schedule):  # noqa: N801 (named like celery's own ``crontab`` / ``sc
     drift with beat's latency, so every tick has its own grid point.
     """
 
-    def __init__(self, seconds: float, app=None) -> None:
+    def __init__(self, seconds: float, nowfun=None, app=None) -> None:
         if seconds <= 0:
             raise ValueError(f"interval {seconds} must be positive")
-        super().__init__(run_every=timedelta(seconds=seconds), app=app)
+        super().__init__(run_every=timedelta(seconds=seconds), nowfun=nowfun, app=app)
 
     @property
     def step(self) -> float:
@@ -76,7 +76,11 @@ def entry_tick(entry: ScheduleEntry) -> datetime:
     """The tick an entry being sent now is for: its due time, truncated to the grid (UTC)."""
     sched = entry.schedule
     now = sched.now()
-    due = now + sched.remaining_estimate(entry.last_run_at)
+    if isinstance(sched, every):
+        due = sched.due_after(entry.last_run_at)
+    else:  # remaining_estimate reads the clock again: round away that difference (crontab: whole minutes)
+        due = now + sched.remaining_estimate(entry.last_run_at)
+        due = datetime.fromtimestamp(round(due.timestamp()), tz=timezone.utc)
     return floor_tick(min(due, now), grid_step(sched))
 
 
