@@ -279,20 +279,23 @@ def backfill(start_text: str, end_text: str, alphas_text: str | None, n_samples:
     """
     from datetime import datetime, timezone
 
-    import beat_schedule
     from pipeline import ticks
-    from pipeline.backfill import backfill as run_backfill
 
     settings = get_settings()
     start = ticks.parse_time(start_text, "start")
     end = ticks.parse_time(end_text, "end")
     moments = ticks.ticks_between(start, end, datetime.now(timezone.utc))
-    alphas = validation.parse_alphas([alphas_text]) if alphas_text is not None else beat_schedule.SCHEDULED_ALPHAS
-    n_samples = beat_schedule.SCHEDULED_N_SAMPLES if n_samples is None else validation.check_samples(n_samples)
+    alphas = validation.parse_alphas([alphas_text]) if alphas_text is not None else None
+    if n_samples is not None:
+        validation.check_samples(n_samples)
     label = settings.schedule_label if label is None else validation.check_label(label)
-    root = (artifacts or settings.artifacts_root).resolve()
-    ticks.tick_request(moments[0], alphas=alphas, artifacts_root=root, n_samples=n_samples, label=label)
     conn = connect_or_exit(settings)
+    import beat_schedule  # after the checks above: it imports Celery and scikit-learn
+    from pipeline.backfill import backfill as run_backfill
+
+    alphas = beat_schedule.SCHEDULED_ALPHAS if alphas is None else alphas
+    n_samples = beat_schedule.SCHEDULED_N_SAMPLES if n_samples is None else n_samples
+    root = (artifacts or settings.artifacts_root).resolve()
     report = run_backfill(conn.ledger, moments, alphas=alphas, artifacts_root=root, n_samples=n_samples, label=label)
     if report.created:
         warn_if_unconsumed(conn, label or "default")

@@ -1,8 +1,8 @@
 """Backfill: create the runs the schedule would have created for past ticks.
 
 Every tick between start and end (inclusive, whole minutes, UTC) gets the run the
-schedule would have given it with the same parameters (:func:`pipeline.ticks.tick_request`,
-:func:`pipeline.ticks.submit_tick`); a tick that already has a run is skipped (and sent,
+schedule would have given it with the same parameters (:func:`pipeline.tick_runs.tick_request`,
+:func:`pipeline.tick_runs.submit_tick`); a tick that already has a run is skipped (and sent,
 if it was recorded but never sent). Running the same backfill twice creates nothing new.
 """
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Sequence
 
 from pipeline.ledger import Ledger
-from pipeline.ticks import iso_tick, submit_tick, tick_request
+from pipeline.tick_runs import submit_tick, tick_request
+from pipeline.ticks import iso_tick
 
 
 @dataclass

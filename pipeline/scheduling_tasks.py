@@ -21,7 +21,8 @@ from pipeline.redis_conn import shared_client
 from pipeline.schedule import SCHEDULED_TASK
 from pipeline.settings import get_settings
 from pipeline.stages import DEFAULT_N_SAMPLES
-from pipeline.ticks import MINUTE, floor_tick, heal_recent, iso_tick, submit_tick, tick_request, utc
+from pipeline.tick_runs import heal_recent, submit_tick, tick_request
+from pipeline.ticks import MINUTE, floor_tick, iso_tick, utc
 
 log = logging.getLogger(__name__)
 

@@ -1,33 +1,21 @@
-"""Schedule ticks: their arithmetic, and the run each one creates (shared by beat and backfill).
+"""Schedule ticks: the grid of moments a schedule fires at, and spans of them (pure, light).
 
-A tick is a moment in UTC on the schedule's grid (whole minutes; whole multiples of
-``PIPELINE_BEAT_INTERVAL`` seconds when that is set for tests). Tick T creates the run
-``tick-YYYYMMDDHHmmss`` with ``RunRequest(tick=T)``: seed ``int(T.timestamp())`` and T in
-every file name. The run id derives from T and the record is created first-writer-wins,
-so however many times a tick is submitted (two beats, a redelivery, a backfill), it has
-one run and one canvas.
+A tick is a moment in UTC on the schedule's grid: whole minutes, or whole multiples of
+``PIPELINE_BEAT_INTERVAL`` seconds when that is set for tests. What a tick creates is in
+:mod:`pipeline.tick_runs`.
 """
 from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import Iterable, Sequence
 
-from pipeline.ledger import Ledger
-from pipeline.runs import RunRequest, Submitted, ensure_submitted, submit_run, tick_run_id
-from pipeline.stages import DEFAULT_N_SAMPLES
-from pipeline.submission import needs_submission
-from pipeline.validation import BadInput, check_label, parse_alphas
+from pipeline.validation import BadInput
 
 MINUTE = 60
 """Seconds between ticks of the ``*/1`` crontab."""
 
 MAX_BACKFILL_TICKS = 1440
 """Most ticks one ``backfill`` call creates (a day of minutes)."""
-
-HEAL_LOOKBACK_TICKS = 10
-"""Ticks before the current one that a scheduled run checks for a run recorded but never sent."""
 
 
 def utc(moment: datetime) -> datetime:
@@ -78,35 +66,3 @@ def ticks_between(start: datetime, end: datetime, now: datetime, *, step: float 
 def iso_tick(moment: datetime) -> str:
     """A tick as ISO-8601 UTC with ``Z``: ``2026-11-28T09:01:00Z``."""
     return utc(moment).isoformat().replace("+00:00", "Z")
-
-
-def tick_request(tick: datetime, *, alphas: Sequence[float] | Iterable[str], artifacts_root: Path,
-                 n_samples: int = DEFAULT_N_SAMPLES, label: str | None = None) -> RunRequest:
-    """The run request of tick ``tick`` with the schedule's parameters (validated)."""
-    parsed = parse_alphas([",".join(str(a) for a in alphas)])
-    if label is not None:
-        check_label(label)
-    return RunRequest(alphas=parsed, artifacts_root=Path(artifacts_root).resolve(), n_samples=int(n_samples),
-                      label=label, tick=utc(tick))
-
-
-def submit_tick(ledger: Ledger, request: RunRequest) -> Submitted:
-    """Create (first writer wins) and send tick ``request.tick``'s run; an existing run is left as is
-    unless it was never sent."""
-    if request.tick is None:
-        raise ValueError("a tick run needs request.tick")
-    return submit_run(ledger, request, run_id=tick_run_id(request.tick))
-
-
-def heal_recent(ledger: Ledger, tick: datetime, step: float = MINUTE,
-                lookback: int = HEAL_LOOKBACK_TICKS) -> list[str]:
-    """Send the runs of the ``lookback`` ticks before ``tick`` that were recorded but never sent.
-
-    Returns the run ids this call sent. A claim younger than the lease is left alone.
-    """
-    sent = []
-    for i in range(1, lookback + 1):
-        run_id = tick_run_id(utc(tick) - timedelta(seconds=step * i))
-        if needs_submission(ledger, run_id) and ensure_submitted(ledger, run_id):
-            sent.append(run_id)
-    return sent

@@ -10,7 +10,7 @@ from celery.beat import ScheduleEntry
 from celery.schedules import crontab
 
 import beat_schedule
-from pipeline import ticks
+from pipeline import tick_runs, ticks
 from pipeline.runs import tick_run_id
 from pipeline.schedule import SCHEDULED_TASK, TickScheduler, entry_tick, every, stamp_options
 from pipeline.settings import Settings
@@ -35,7 +35,7 @@ def test_tick_identity_against_an_independent_computation():
     # The same moment written in another zone is the same tick.
     other_zone = datetime(2026, 11, 28, 18, 1, tzinfo=timezone(timedelta(hours=9)))
     assert tick_run_id(ticks.utc(other_zone)) == "tick-20261128090100"
-    request = ticks.tick_request(T, alphas=[1.0, 0.1], artifacts_root="/tmp/x")
+    request = tick_runs.tick_request(T, alphas=[1.0, 0.1], artifacts_root="/tmp/x")
     assert request.tick == T and request.params()["tick"] == "2026-11-28T09:01:00+00:00"
     assert request.alphas == [1.0, 0.1] and request.queue == "default"
 
