@@ -106,9 +106,8 @@ def ensure_submitted(ledger: Ledger, run_id: str, lease: float | None = None) ->
         run = ledger.get_run(run_id) or {}
         n = len(run.get("params", {}).get("alphas", []))
         send_canvas(ledger, run_id, n, run.get("queue") or DEFAULT_QUEUE)
-    except BaseException:
-        release_submission(ledger, run_id)
-        raise
+    finally:
+        release_submission(ledger, run_id)  # sent (submitted=1 guards now) or failed: free the claim
     return True
 
 

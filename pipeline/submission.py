@@ -36,7 +36,8 @@ def claim_submission(ledger: Ledger, run_id: str, lease: float, now: float | Non
 
 
 def release_submission(ledger: Ledger, run_id: str) -> None:
-    """Give up a claim whose send failed, so the next attempt need not wait for the lease."""
+    """Drop the claim once the canvas is sent (``submitted=1`` guards from then on) or its send
+    failed (so the next attempt need not wait for the lease)."""
     ledger.r.hdel(ledger.run_key(run_id), "submitting")
 
 

@@ -36,13 +36,19 @@ def test_liveness_reader_and_message(clean_redis):
         "python cli.py worker --label gpu")
     r.set(f"{WORKERS_PREFIX}gpu.1@h/1", json.dumps({"queues": ["gpu", "cpu"]}), px=5000)
     r.set(f"{WORKERS_PREFIX}broken@h/2", "not json", px=5000)
-    assert live_workers(r) == {"gpu.1@h/1": ["gpu", "cpu"]}
-    assert consumers_of(r, "cpu") == ["gpu.1@h/1"] and consumers_of(r, "default") == []
+    workers = live_workers(r)  # (the session's own workers may be listed too)
+    assert workers["gpu.1@h/1"] == ["gpu", "cpu"] and "broken@h/2" not in workers
+    assert consumers_of(r, "cpu") == ["gpu.1@h/1"] and consumers_of(r, "nobody") == []
     assert unconsumed_message(r, "gpu") is None
     url = "redis://127.0.0.1:1/0"
     assert unconsumed_message(r, "default", embedded_url=url) is None  # the embedded worker is on its way
     assert unconsumed_message(r, "x", embedded_url=url).endswith(
         f"CELERY_BROKER_URL={url} python cli.py worker --label x")
+
+
+def label_workers(r) -> list[list[str]]:
+    """Queue lists of the live workers consuming this module's ``lbl-*`` queues."""
+    return sorted(sorted(q) for q in live_workers(r).values() if any(x.startswith("lbl-") for x in q))
 
 
 def test_label_routing_waits_for_a_matching_worker(clean_redis, tmp_path):
@@ -54,9 +60,8 @@ def test_label_routing_waits_for_a_matching_worker(clean_redis, tmp_path):
                             "--concurrency", "4", env=fast_expiry)
     worker_b = None
     try:
-        records = live_workers(r)
-        assert list(records.values()) == [["lbl-a"]], records  # written before the worker said ready
-        key_a = next(iter(r.scan_iter(f"{WORKERS_PREFIX}*")))
+        assert label_workers(r) == [["lbl-a"]]  # written before the worker said ready
+        key_a = next(iter(r.scan_iter(f"{WORKERS_PREFIX}lbl-a.*")))
         assert 0 < r.pttl(key_a) <= 2000
 
         # B's run: accepted (exit 0) with one line saying it waits, then queued.
@@ -81,7 +86,7 @@ def test_label_routing_waits_for_a_matching_worker(clean_redis, tmp_path):
         # A worker consuming B (and C) starts: the waiting run completes there.
         worker_b = start_worker(clean_redis.url, tmp_path / "b.log", "--label", "lbl-b", "--label", "lbl-c",
                                 "--pool", "threads", "--concurrency", "4", env=env)
-        assert sorted(map(sorted, live_workers(r).values())) == [["lbl-a"], ["lbl-b", "lbl-c"]]
+        assert label_workers(r) == [["lbl-a"], ["lbl-b", "lbl-c"]]
         waited = run_cli("wait", run_b, "--json", env=env, timeout=120)
         assert waited.returncode == 0, waited.stderr
         assert json.loads(waited.stdout)["state"] == "Success"
@@ -93,7 +98,7 @@ def test_label_routing_waits_for_a_matching_worker(clean_redis, tmp_path):
         poll(lambda: consumers_of(r, "lbl-a") == [], timeout=10, what="A's record to expire")
         assert consumers_of(r, "lbl-b")
         stop_process(worker_b.proc)
-        assert live_workers(r) == {}
+        assert label_workers(r) == []
     finally:
         stop_process(worker_a.proc)
         if worker_b:

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from celery import Celery
-from celery.beat import ScheduleEntry
+from celery.beat import ScheduleEntry, Scheduler
 from celery.schedules import crontab
 
 import beat_schedule
@@ -107,24 +107,21 @@ def test_entry_tick_is_the_due_minute_whatever_the_delay():
     assert entry_tick(entry(sched, at(2026, 11, 28, 9, 0, 1, 50000))) == at(2026, 11, 28, 9, 0, 2)
 
 
-def test_scheduler_adds_tick_task_id_and_absolute_expiry(tmp_path):
+def test_scheduler_adds_tick_task_id_and_absolute_expiry(tmp_path, monkeypatch):
     sent = []
-
-    class Recording(TickScheduler):
-        def send_task(self, *args, **kwargs):
-            sent.append((args, kwargs))
-
+    # Record what the tick scheduler hands to Celery's own send (nothing is published).
+    monkeypatch.setattr(Scheduler, "apply_async", lambda self, e, producer=None, advance=True, **kw: sent.append(e))
     app = Celery("t", set_as_current=False)
     now = T + timedelta(seconds=3)
     cron = crontab(minute="*/1", nowfun=lambda: now)
-    scheduler = Recording(app=app, schedule_filename=str(tmp_path / "s"), lazy=True)
+    scheduler = TickScheduler(app=app, schedule_filename=str(tmp_path / "s"), lazy=True)
     original = entry(cron, at(2026, 11, 28, 9, 0, 30), app=app)
     scheduler.apply_async(original, advance=False)
-    (args, kwargs), = sent
-    assert args[0] == SCHEDULED_TASK
-    assert args[2] == {"alphas": [1.0], "tick": "2026-11-28T09:01:00+00:00"}
-    assert kwargs["expires"] == T + timedelta(seconds=50)
-    assert kwargs["task_id"] == "tick-20261128090100-scheduled" and kwargs["queue"] == "default"
+    (stamped,) = sent
+    assert stamped.task == SCHEDULED_TASK
+    assert stamped.kwargs == {"alphas": [1.0], "tick": "2026-11-28T09:01:00+00:00"}
+    assert stamped.options["expires"] == T + timedelta(seconds=50)
+    assert stamped.options["task_id"] == "tick-20261128090100-scheduled" and stamped.options["queue"] == "default"
     assert original.kwargs == {"alphas": [1.0]} and original.options["expires"] == 50  # not persisted
 
 
