@@ -139,6 +139,7 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
 
     conn = connect_or_exit(settings)
     submitted = submit_run(conn.ledger, request)
+    warn_if_unconsumed(conn, request.queue)
     if no_wait:
         if as_json:
             from pipeline.report import print_json
@@ -459,6 +460,80 @@ def prune(older_than: float | None, as_json: bool) -> None:
         click.echo(f"pruned {result.pruned} run(s) created before {iso(result.cutoff)}")
         if result.kept_active:
             click.echo(f"kept {len(result.kept_active)} run(s) still in progress: {' '.join(result.kept_active)}")
+
+
+def warn_if_unconsumed(conn, queue: str) -> None:
+    """Say on stderr (one line) when no live worker consumes ``queue``: the run waits for one."""
+    from pipeline.liveness import unconsumed_message
+
+    message = unconsumed_message(conn.ledger.r, queue, embedded_url=conn.url if conn.embedded else None)
+    if message:
+        click.echo(message, err=True)
+
+
+@cli.command()
+@click.option("--loglevel", default="INFO", show_default=True)
+def beat(loglevel: str) -> None:
+    """Start Celery beat with beat_schedule.py: one run of the sweep per minute (run exactly one beat).
+
+    \b
+    Each tick T creates run tick-YYYYMMDDHHmmss (seed int(T.timestamp()), T in file names),
+    executed by a worker on the default queue (PIPELINE_SCHEDULE_LABEL: that label's).
+    Its state file lives in PIPELINE_STATE_DIR; PIPELINE_BEAT_INTERVAL=S ticks every S seconds.
+    """
+    settings = get_settings()
+    if not settings.broker_url:
+        fail("CELERY_BROKER_URL is not set: beat needs the deployment's Redis")
+    import beat_schedule
+    from pipeline.beat import run_beat
+
+    run_beat(beat_schedule.build_schedule(settings), settings, loglevel)
+
+
+@cli.command(cls=VariadicOptions)
+@click.option("--start", "start_text", required=True, help="First tick, ISO-8601 (no zone: UTC), e.g. 2026-11-28T09:00.")
+@click.option("--end", "end_text", required=True, help="Last tick, inclusive, e.g. 2026-11-28T09:05.")
+@click.option("--alphas", "alphas_text", default=None, help="Ridge alphas (default: the schedule's).")
+@click.option("--n-samples", type=int, default=None, help="Dataset rows (default: the schedule's).")
+@click.option("--label", default=None, help="Route the runs to this label's queue (default: the schedule's).")
+@click.option("--artifacts", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Artifacts root (default: $PIPELINE_ARTIFACTS or ./artifacts).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the run ids.")
+def backfill(start_text: str, end_text: str, alphas_text: str | None, n_samples: int | None, label: str | None,
+             artifacts: Path | None, as_json: bool) -> None:
+    """Create the runs the per-minute schedule would have created between --start and --end.
+
+    Ticks are whole minutes, both ends included, at most 1440 a call, none in the future.
+    Ticks that already have a run are skipped, so running it twice creates nothing new.
+    """
+    from datetime import datetime, timezone
+
+    from pipeline import ticks
+
+    settings = get_settings()
+    start = ticks.parse_time(start_text, "start")
+    end = ticks.parse_time(end_text, "end")
+    moments = ticks.ticks_between(start, end, datetime.now(timezone.utc))
+    alphas = validation.parse_alphas([alphas_text]) if alphas_text is not None else None
+    if n_samples is not None:
+        validation.check_samples(n_samples)
+    label = settings.schedule_label if label is None else validation.check_label(label)
+    conn = connect_or_exit(settings)
+    import beat_schedule  # after the checks above: it imports Celery and scikit-learn
+    from pipeline.backfill import backfill as run_backfill
+
+    alphas = beat_schedule.SCHEDULED_ALPHAS if alphas is None else alphas
+    n_samples = beat_schedule.SCHEDULED_N_SAMPLES if n_samples is None else n_samples
+    root = validation.check_artifacts_root(artifacts or settings.artifacts_root, settings.artifacts_allowed)
+    report = run_backfill(conn.ledger, moments, alphas=alphas, artifacts_root=root, n_samples=n_samples, label=label)
+    if report.created:
+        warn_if_unconsumed(conn, label or "default")
+    if as_json:
+        from pipeline.report import print_json
+
+        print_json(report.document())
+    else:
+        click.echo(report.summary())
 
 
 def main(argv: list[str] | None = None) -> int:

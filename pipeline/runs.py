@@ -13,8 +13,9 @@ from pipeline.canvas import build_canvas
 from pipeline.celery_app import app
 from pipeline.dispatch import send_recorded
 from pipeline.ledger import FINISHED_RUN_STATES, Ledger
-from pipeline.settings import DEFAULT_QUEUE
+from pipeline.settings import DEFAULT_QUEUE, get_settings
 from pipeline.stages import DEFAULT_N_SAMPLES, alpha_name, tick_stamp
+from pipeline.submission import claim_submission, release_submission
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,27 @@ def submit_run(ledger: Ledger, request: RunRequest, run_id: str | None = None) -
     created = ledger.create_run(run_id, fields, flow.task_keys(n))
     if created:
         versioning.count_run(ledger.r, version)
-    run = ledger.get_run(run_id)
-    if run and run.get("submitted") != "1":
-        send_canvas(ledger, run_id, n, run.get("queue") or request.queue)
+    ensure_submitted(ledger, run_id)
     return Submitted(run_id, created, artifacts)
+
+
+def ensure_submitted(ledger: Ledger, run_id: str, lease: float | None = None) -> bool:
+    """Send the canvas of a recorded run unless it was sent or another caller is sending it.
+
+    The right to send is claimed atomically (:mod:`pipeline.submission`), so concurrent
+    callers send one canvas; a run recorded but never sent (a crash in between) is sent
+    by the next caller. Returns True if this call sent it.
+    """
+    lease = get_settings().submit_lease if lease is None else lease
+    if not claim_submission(ledger, run_id, lease):
+        return False
+    try:
+        run = ledger.get_run(run_id) or {}
+        n = len(run.get("params", {}).get("alphas", []))
+        send_canvas(ledger, run_id, n, run.get("queue") or DEFAULT_QUEUE)
+    finally:
+        release_submission(ledger, run_id)  # sent (submitted=1 guards now) or failed: free the claim
+    return True
 
 
 def send_canvas(ledger: Ledger, run_id: str, n_branches: int, queue: str, only: list[str] | None = None) -> None:

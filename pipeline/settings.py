@@ -78,6 +78,21 @@ class Settings:
     flower_url: str = "http://localhost:5555"
     """``PIPELINE_FLOWER_URL``: where users open Flower; printed after a submission."""
 
+    worker_record_ttl: float = 15.0
+    """``PIPELINE_WORKER_TTL``: seconds a worker's record of its queues lives unless refreshed."""
+
+    worker_heartbeat: float = 5.0
+    """``PIPELINE_WORKER_HEARTBEAT``: seconds between refreshes of that record."""
+
+    beat_interval: float = 0.0
+    """``PIPELINE_BEAT_INTERVAL``: seconds between ticks instead of the ``*/1`` crontab (0: crontab)."""
+
+    schedule_label: str | None = None
+    """``PIPELINE_SCHEDULE_LABEL``: label (queue) of scheduled runs and of beat's messages."""
+
+    submit_lease: float = 60.0
+    """``PIPELINE_SUBMIT_LEASE``: seconds a claim to send a run's canvas holds before another may take it."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         """Read every setting from ``env`` (default: ``os.environ``)."""
@@ -100,6 +115,11 @@ class Settings:
             ),
             flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or None,
             flower_url=(env.get("PIPELINE_FLOWER_URL") or "http://localhost:5555").rstrip("/"),
+            worker_record_ttl=_float(env, "PIPELINE_WORKER_TTL", 15.0),
+            worker_heartbeat=_float(env, "PIPELINE_WORKER_HEARTBEAT", 5.0),
+            beat_interval=_float(env, "PIPELINE_BEAT_INTERVAL", 0.0),
+            schedule_label=env.get("PIPELINE_SCHEDULE_LABEL") or None,
+            submit_lease=_float(env, "PIPELINE_SUBMIT_LEASE", 60.0),
         )
 
     @property

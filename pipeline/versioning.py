@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import threading
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -62,10 +63,23 @@ def package_digest(package: Path) -> str:
     return definition_digest([(package / name).read_text() for name in DEFINITION_FILES])
 
 
+_digest_lock = threading.Lock()
+
+
 @lru_cache(maxsize=1)
-def current_digest() -> str:
-    """Digest of this installation's pipeline definition."""
+def _current_digest() -> str:
     return package_digest(Path(__file__).resolve().parent)
+
+
+def current_digest() -> str:
+    """Digest of this installation's pipeline definition.
+
+    Computed once per process, under a lock: ``ast.parse`` in several threads at once can
+    fail on CPython 3.11 ("AST constructor recursion depth mismatch"), and the first
+    scheduled runs of a threads-pool worker may arrive together.
+    """
+    with _digest_lock:
+        return _current_digest()
 
 
 def register(client: redis.Redis, digest: str | None = None) -> dict:

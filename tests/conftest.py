@@ -107,8 +107,17 @@ def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def clean_redis(redis_server: RedisServer) -> RedisServer:
-    """The session's Redis, flushed before the test."""
-    redis_server.client().flushall()
+    """The session's Redis, flushed before the test.
+
+    Live workers' records of their queues (``pipeline:workers:*``) survive the flush, with
+    their expiry, so a submission right after it does not report a live worker as missing.
+    """
+    client = redis_server.client()
+    records = [(key, client.get(key), client.pttl(key)) for key in client.scan_iter("pipeline:workers:*")]
+    client.flushall()
+    for key, value, ttl in records:
+        if value is not None and ttl > 0:
+            client.set(key, value, px=ttl)
     return redis_server
 
 

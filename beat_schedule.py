@@ -1,0 +1,48 @@
+"""The schedule, and nothing else: one run of the sweep every minute (``*/1``), like the tutorial's
+``CronSchedule('*/1 * * * *')``.
+
+``python cli.py beat`` starts Celery beat with :func:`build_schedule` and the tick
+scheduler (``pipeline.schedule:TickScheduler``), which adds each send's tick. The
+``expires`` option (seconds after the tick) drops a beat message too old to matter;
+the run's own tasks never expire. ``PIPELINE_BEAT_INTERVAL`` (seconds) replaces the
+crontab by an interval on the same kind of grid, for tests; ``PIPELINE_SCHEDULE_LABEL``
+routes scheduled runs (and beat's messages) to a label's queue.
+"""
+from __future__ import annotations
+
+from celery.schedules import crontab
+
+from pipeline.schedule import SCHEDULED_TASK, every
+from pipeline.settings import DEFAULT_QUEUE, Settings, get_settings
+
+ENTRY_NAME = "sweep-every-minute"
+"""Name of the schedule's one entry (beat's state file is keyed by it)."""
+
+SCHEDULED_ALPHAS = [1.0, 0.1, 0.01, 0.001, 0.0001, 0.00001]
+"""Alphas of every scheduled run (the tutorial's ``alphas`` default); backfill's default too."""
+
+SCHEDULED_N_SAMPLES = 100
+"""Dataset rows of every scheduled run."""
+
+STALE_AFTER_SECONDS = 50
+"""A beat message not started this long after its tick is dropped (the next tick is near)."""
+
+
+def build_schedule(settings: Settings | None = None) -> dict:
+    """Celery's ``beat_schedule`` for ``settings``: the ``*/1`` entry (or the test interval)."""
+    settings = settings or get_settings()
+    interval = settings.beat_interval
+    label = settings.schedule_label
+    return {
+        ENTRY_NAME: {
+            "task": SCHEDULED_TASK,
+            "schedule": every(interval) if interval > 0 else crontab(minute="*/1"),
+            "kwargs": {
+                "alphas": SCHEDULED_ALPHAS,
+                "n_samples": SCHEDULED_N_SAMPLES,
+                "label": label,
+                "step": interval if interval > 0 else 60,
+            },
+            "options": {"expires": STALE_AFTER_SECONDS, "queue": label or DEFAULT_QUEUE},
+        }
+    }

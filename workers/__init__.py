@@ -1,0 +1,1 @@
+"""Worker environments: which queues each kind of worker consumes and what it needs installed."""
