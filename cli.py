@@ -107,8 +107,6 @@ def sweep(alphas_text: str, **options) -> None:
 def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_rate, label, artifacts,
                       no_wait, as_json, local) -> None:
     """Validate, submit (or run locally), wait with progress, print the table or JSON, exit."""
-    from pipeline.runs import RunRequest, new_run_id
-
     settings = get_settings()
     validation.check_samples(n_samples)
     validation.check_seconds("sleep", sleep, settings.visibility_timeout)
@@ -118,6 +116,9 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
     if label is not None:
         validation.check_label(label)
     root = validation.check_artifacts_root(artifacts or settings.artifacts_root, settings.artifacts_allowed)
+    conn = None if local else connect_or_exit(settings)  # before the heavier imports: fast errors
+    from pipeline.runs import RunRequest, new_run_id
+
     request = RunRequest(
         alphas=alphas, artifacts_root=root, n_samples=n_samples,
         sleep=sleep, retries=retries, retry_delay=retry_delay, fail_rate=fail_rate, label=label,
@@ -137,7 +138,6 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
         return
     from pipeline.runs import submit_run
 
-    conn = connect_or_exit(settings)
     submitted = submit_run(conn.ledger, request)
     warn_if_unconsumed(conn, request.queue)
     if no_wait:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pipeline import stages
 from pipeline.artifacts import RunDir
+from pipeline.naming import alpha_name
 from pipeline.runs import RunRequest
 
 
@@ -34,7 +35,7 @@ def _run(request: RunRequest, run_id: str) -> dict[str, float]:
         model = stages.train_model(run_dir, train, alpha, sleep=sleep, fail_rate=request.fail_rate)
         models.append(model)
         _, score = stages.evaluate_model(run_dir, model, test, sleep=sleep)
-        results[stages.alpha_name(alpha)] = score
+        results[alpha_name(alpha)] = score
     for name in [dataset, *models, train, test]:
         stages.cleanup_file(run_dir, name, sleep=sleep)
     return results

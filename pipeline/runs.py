@@ -14,7 +14,7 @@ from pipeline.celery_app import app
 from pipeline.dispatch import send_recorded
 from pipeline.ledger import FINISHED_RUN_STATES, Ledger
 from pipeline.settings import DEFAULT_QUEUE, get_settings
-from pipeline.stages import DEFAULT_N_SAMPLES, alpha_name, tick_stamp
+from pipeline.naming import DEFAULT_N_SAMPLES, alpha_name, tick_stamp
 from pipeline.submission import claim_submission, release_submission
 
 

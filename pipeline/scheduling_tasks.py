@@ -20,7 +20,7 @@ from pipeline.ledger import Ledger
 from pipeline.redis_conn import shared_client
 from pipeline.schedule import SCHEDULED_TASK
 from pipeline.settings import get_settings
-from pipeline.stages import DEFAULT_N_SAMPLES
+from pipeline.naming import DEFAULT_N_SAMPLES
 from pipeline.tick_runs import heal_recent, submit_tick, tick_request
 from pipeline.ticks import MINUTE, floor_tick, iso_tick, utc
 

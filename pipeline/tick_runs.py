@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 
 from pipeline.ledger import Ledger
 from pipeline.runs import RunRequest, Submitted, ensure_submitted, submit_run, tick_run_id
-from pipeline.stages import DEFAULT_N_SAMPLES
+from pipeline.naming import DEFAULT_N_SAMPLES
 from pipeline.submission import needs_submission
 from pipeline.ticks import MINUTE, utc
 from pipeline.validation import check_label, parse_alphas

@@ -14,7 +14,7 @@ from pipeline import tick_runs, ticks
 from pipeline.runs import tick_run_id
 from pipeline.schedule import SCHEDULED_TASK, TickScheduler, entry_tick, every, stamp_options
 from pipeline.settings import Settings
-from pipeline.stages import tick_seed, tick_stamp
+from pipeline.naming import tick_seed, tick_stamp
 from pipeline.validation import BadInput
 
 UTC = timezone.utc
