@@ -8,6 +8,7 @@ import time
 from conftest import pipeline_env, run_cli, start_worker, stop_process
 from pipeline import flow
 from pipeline.liveness import WORKERS_PREFIX, consumers_of, live_workers, unconsumed_message
+from pipeline.runs import wait_for_run
 from test_sweep_integration import ledger_for
 
 WAITING = "no live worker consumes queue"
@@ -87,9 +88,7 @@ def test_label_routing_waits_for_a_matching_worker(clean_redis, tmp_path):
         worker_b = start_worker(clean_redis.url, tmp_path / "b.log", "--label", "lbl-b", "--label", "lbl-c",
                                 "--pool", "threads", "--concurrency", "4", env=env)
         assert label_workers(r) == [["lbl-a"], ["lbl-b", "lbl-c"]]
-        waited = run_cli("wait", run_b, "--json", env=env, timeout=120)
-        assert waited.returncode == 0, waited.stderr
-        assert json.loads(waited.stdout)["state"] == "Success"
+        assert wait_for_run(ledger, run_b) == "Success"
         assert all(row["attempts"] == 1 for row in ledger.tasks(run_b, flow.task_keys(2)))
         assert downloads(worker_b) == 1 and downloads(worker_a) == 1
 
