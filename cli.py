@@ -7,7 +7,6 @@ themselves; with it set, they only submit to and read from that deployment.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -64,8 +63,9 @@ def run_options(func):
         click.option("--fail-rate", type=float, default=0.0, show_default=True,
                      help="Probability that a train_model attempt raises (failure injection)."),
         click.option("--label", default=None, help="Route every task to this label's queue."),
-        click.option("--artifacts", type=click.Path(file_okay=False, path_type=Path), default=None,
-                     help="Artifacts root (default: $PIPELINE_ARTIFACTS or ./artifacts)."),
+        click.option("--artifacts", default=None,
+                     help="Artifacts root: a path or an fsspec URL like s3://bucket/prefix "
+                          "(default: $PIPELINE_ARTIFACTS or ./artifacts)."),
         click.option("--no-wait", is_flag=True, help="Print the run id and return at once."),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table."),
         click.option("--local", is_flag=True, help="Run everything in this process, no broker (debug path)."),
@@ -108,6 +108,7 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
                       no_wait, as_json, local) -> None:
     """Validate, submit (or run locally), wait with progress, print the table or JSON, exit."""
     from pipeline.runs import RunRequest, new_run_id
+    from pipeline.store import run_location
 
     settings = get_settings()
     validation.check_samples(n_samples)
@@ -118,7 +119,8 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
     if label is not None:
         validation.check_label(label)
     request = RunRequest(
-        alphas=alphas, artifacts_root=(artifacts or settings.artifacts_root).resolve(), n_samples=n_samples,
+        alphas=alphas, artifacts_root=validation.check_artifacts(artifacts or settings.artifacts_root),
+        n_samples=n_samples,
         sleep=sleep, retries=retries, retry_delay=retry_delay, fail_rate=fail_rate, label=label,
     )
     if local:
@@ -127,7 +129,7 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
 
         run_id = new_run_id()
         results = run_local(request, run_id)
-        directory = str(request.artifacts_root / run_id)
+        directory = run_location(request.artifacts_root, run_id)
         if as_json:
             print_json({"run_id": run_id, "state": "Success", "artifacts": directory, "results": results})
         else:
@@ -142,7 +144,7 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
         if as_json:
             from pipeline.report import print_json
 
-            print_json({"run_id": submitted.run_id, "state": "Pending", "artifacts": str(submitted.artifacts)})
+            print_json({"run_id": submitted.run_id, "state": "Pending", "artifacts": submitted.artifacts})
         else:
             click.echo(submitted.run_id)
         return
@@ -168,6 +170,7 @@ def wait_and_report(conn, run_id: str, as_json: bool) -> None:
     """Wait for ``run_id`` with a progress bar, print its results, exit 0/1 (130 on Ctrl-C)."""
     from pipeline.report import print_json, progress_bar, results_table, run_document
     from pipeline.runs import run_results, wait_for_run
+    from pipeline.store import run_location
 
     try:
         with progress_bar(run_id, enabled=not as_json and sys.stderr.isatty()) as update:
@@ -177,7 +180,7 @@ def wait_and_report(conn, run_id: str, as_json: bool) -> None:
         sys.exit(EXIT_INTERRUPTED)
     run = conn.ledger.get_run(run_id)
     results = run_results(conn.ledger, run_id)
-    artifacts = str(Path(run["artifacts"]) / run_id)
+    artifacts = run_location(run["artifacts"], run_id)
     if as_json:
         print_json(run_document(run, results, artifacts))
     else:

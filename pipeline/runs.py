@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -14,6 +14,7 @@ from pipeline.celery_app import app
 from pipeline.ledger import FINISHED_RUN_STATES, Ledger
 from pipeline.settings import DEFAULT_QUEUE
 from pipeline.stages import DEFAULT_N_SAMPLES, alpha_name, tick_stamp
+from pipeline.store import normalize_root, run_location
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,8 @@ class RunRequest:
 
     alphas: list[float | None]
     """Alphas of the sweep; ``[None]`` is the linear run."""
-    artifacts_root: Path
+    artifacts_root: str | Path
+    """A local path or an fsspec URL; stored normalized (see :func:`pipeline.store.normalize_root`)."""
     n_samples: int = DEFAULT_N_SAMPLES
     sleep: float = 0.0
     retries: int = 0
@@ -51,7 +53,8 @@ class Submitted:
 
     run_id: str
     created: bool
-    artifacts: Path = field(default=Path("."))
+    artifacts: str = ""
+    """The run's directory or prefix URL, ``<root>/<run id>``."""
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -69,7 +72,7 @@ def submit_run(ledger: Ledger, request: RunRequest, run_id: str | None = None) -
     """Record the run (first writer wins) and send its canvas; never sends a run twice."""
     run_id = run_id or new_run_id()
     n = len(request.alphas)
-    artifacts = request.artifacts_root.resolve() / run_id
+    root = normalize_root(request.artifacts_root)
     version = versioning.register(ledger.r)["version"]
     fields = {
         "id": run_id,
@@ -80,7 +83,7 @@ def submit_run(ledger: Ledger, request: RunRequest, run_id: str | None = None) -
         "queue": request.queue,
         "scheduled_start": request.tick.timestamp() if request.tick else "",
         "state": "Pending",
-        "artifacts": str(request.artifacts_root.resolve()),
+        "artifacts": root,
         "submitted": 0,
         "cancelled": 0,
     }
@@ -90,7 +93,7 @@ def submit_run(ledger: Ledger, request: RunRequest, run_id: str | None = None) -
     run = ledger.get_run(run_id)
     if run and run.get("submitted") != "1":
         send_canvas(ledger, run_id, n, run.get("queue") or request.queue)
-    return Submitted(run_id, created, artifacts)
+    return Submitted(run_id, created, run_location(root, run_id))
 
 
 def send_canvas(ledger: Ledger, run_id: str, n_branches: int, queue: str, only: list[str] | None = None) -> None:

@@ -38,8 +38,11 @@ class Settings:
     result_backend: str | None = None
     """``CELERY_RESULT_BACKEND``; defaults to the broker URL."""
 
-    artifacts_root: Path = field(default_factory=lambda: Path("artifacts"))
-    """``PIPELINE_ARTIFACTS``: where run directories are made (``--artifacts`` wins)."""
+    artifacts_root: str = "artifacts"
+    """``PIPELINE_ARTIFACTS``: where run directories are made (``--artifacts`` wins): a local
+    path, or an fsspec URL such as ``s3://bucket/prefix`` (credentials and endpoint from
+    ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``,
+    ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, read by botocore itself)."""
 
     state_dir: Path = field(default_factory=lambda: Path(".pipeline"))
     """``PIPELINE_STATE_DIR``: data, port, lock and logs of the embedded stack."""
@@ -79,7 +82,7 @@ class Settings:
         return cls(
             broker_url=broker,
             result_backend=env.get("CELERY_RESULT_BACKEND") or broker,
-            artifacts_root=Path(env.get("PIPELINE_ARTIFACTS") or "artifacts"),
+            artifacts_root=env.get("PIPELINE_ARTIFACTS") or "artifacts",
             state_dir=Path(env.get("PIPELINE_STATE_DIR") or ".pipeline"),
             visibility_timeout=_float(env, "PIPELINE_VISIBILITY_TIMEOUT", 3600.0),
             unacked_restore_interval=_float(env, "PIPELINE_UNACKED_RESTORE_INTERVAL", 10.0),

@@ -94,3 +94,13 @@ def check_run_id_input(run_id: str) -> str:
         return check_run_id(run_id)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
+
+
+def check_artifacts(root: str) -> str:
+    """The artifacts root as run records store it (resolved path or URL); refuse bad URLs."""
+    from pipeline.store import normalize_root
+
+    try:
+        return normalize_root(root)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
