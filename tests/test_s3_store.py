@@ -139,7 +139,7 @@ def test_write_read_list_remove(root, moto):
     with run_dir.reader("a.csv") as handle:
         assert np.array_equal(np.loadtxt(handle, delimiter=","), data)
     assert run_dir.listing() == ["a.csv", "b.txt"]
-    assert RunDir(root, "r2").listing() == []
+    assert RunDir(root, "r2").listing() == [] and RunDir(root, "r").listing() == []  # "r" prefixes "r1"
     assert run_dir.remove("a.csv") is True
     assert run_dir.remove("a.csv") is False
     assert run_dir.listing() == ["b.txt"]
