@@ -7,7 +7,6 @@ themselves; with it set, they only submit to and read from that deployment.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -64,8 +63,9 @@ def run_options(func):
         click.option("--fail-rate", type=float, default=0.0, show_default=True,
                      help="Probability that a train_model attempt raises (failure injection)."),
         click.option("--label", default=None, help="Route every task to this label's queue."),
-        click.option("--artifacts", type=click.Path(file_okay=False, path_type=Path), default=None,
-                     help="Artifacts root (default: $PIPELINE_ARTIFACTS or ./artifacts)."),
+        click.option("--artifacts", default=None,
+                     help="Artifacts root: a path or an fsspec URL like s3://bucket/prefix "
+                          "(default: $PIPELINE_ARTIFACTS or ./artifacts)."),
         click.option("--no-wait", is_flag=True, help="Print the run id and return at once."),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table."),
         click.option("--local", is_flag=True, help="Run everything in this process, no broker (debug path)."),
@@ -118,6 +118,7 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
     root = validation.check_artifacts_root(artifacts or settings.artifacts_root, settings.artifacts_allowed)
     conn = None if local else connect_or_exit(settings)  # before the heavier imports: fast errors
     from pipeline.runs import RunRequest, new_run_id
+    from pipeline.store import run_location
 
     request = RunRequest(
         alphas=alphas, artifacts_root=root, n_samples=n_samples,
@@ -129,7 +130,7 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
 
         run_id = new_run_id()
         results = run_local(request, run_id)
-        directory = str(request.artifacts_root / run_id)
+        directory = run_location(request.artifacts_root, run_id)
         if as_json:
             print_json({"run_id": run_id, "state": "Success", "artifacts": directory, "results": results})
         else:
@@ -144,7 +145,7 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
         if as_json:
             from pipeline.report import print_json
 
-            print_json({"run_id": submitted.run_id, "state": "Pending", "artifacts": str(submitted.artifacts)})
+            print_json({"run_id": submitted.run_id, "state": "Pending", "artifacts": submitted.artifacts})
         else:
             click.echo(submitted.run_id)
         return
@@ -170,6 +171,7 @@ def wait_and_report(conn, run_id: str, as_json: bool) -> None:
     """Wait for ``run_id`` with a progress bar, print its results, exit 0/1 (130 on Ctrl-C)."""
     from pipeline.report import print_json, progress_bar, results_table, run_document
     from pipeline.runs import run_results, wait_for_run
+    from pipeline.store import run_location
 
     try:
         with progress_bar(run_id, enabled=not as_json and sys.stderr.isatty()) as update:
@@ -179,7 +181,7 @@ def wait_and_report(conn, run_id: str, as_json: bool) -> None:
         sys.exit(EXIT_INTERRUPTED)
     run = conn.ledger.get_run(run_id)
     results = run_results(conn.ledger, run_id)
-    artifacts = str(Path(run["artifacts"]) / run_id)
+    artifacts = run_location(run["artifacts"], run_id)
     if as_json:
         print_json(run_document(run, results, artifacts))
     else:
@@ -496,11 +498,11 @@ def beat(loglevel: str) -> None:
 @click.option("--alphas", "alphas_text", default=None, help="Ridge alphas (default: the schedule's).")
 @click.option("--n-samples", type=int, default=None, help="Dataset rows (default: the schedule's).")
 @click.option("--label", default=None, help="Route the runs to this label's queue (default: the schedule's).")
-@click.option("--artifacts", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Artifacts root (default: $PIPELINE_ARTIFACTS or ./artifacts).")
+@click.option("--artifacts", default=None,
+              help="Artifacts root: a path or an fsspec URL (default: $PIPELINE_ARTIFACTS or ./artifacts).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the run ids.")
 def backfill(start_text: str, end_text: str, alphas_text: str | None, n_samples: int | None, label: str | None,
-             artifacts: Path | None, as_json: bool) -> None:
+             artifacts: str | None, as_json: bool) -> None:
     """Create the runs the per-minute schedule would have created between --start and --end.
 
     Ticks are whole minutes, both ends included, at most 1440 a call, none in the future.
@@ -518,13 +520,13 @@ def backfill(start_text: str, end_text: str, alphas_text: str | None, n_samples:
     if n_samples is not None:
         validation.check_samples(n_samples)
     label = settings.schedule_label if label is None else validation.check_label(label)
+    root = validation.check_artifacts_root(artifacts or settings.artifacts_root, settings.artifacts_allowed)
     conn = connect_or_exit(settings)
     import beat_schedule  # after the checks above: it imports Celery and scikit-learn
     from pipeline.backfill import backfill as run_backfill
 
     alphas = beat_schedule.SCHEDULED_ALPHAS if alphas is None else alphas
     n_samples = beat_schedule.SCHEDULED_N_SAMPLES if n_samples is None else n_samples
-    root = validation.check_artifacts_root(artifacts or settings.artifacts_root, settings.artifacts_allowed)
     report = run_backfill(conn.ledger, moments, alphas=alphas, artifacts_root=root, n_samples=n_samples, label=label)
     if report.created:
         warn_if_unconsumed(conn, label or "default")

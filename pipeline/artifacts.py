@@ -1,18 +1,20 @@
-"""Run directories, atomic writes and confinement of file names to a run's directory."""
+"""Run directories: confinement of file names to a run, atomic writes, on any store.
+
+:class:`RunDir` is what stages see. It checks every name, then hands the work to the
+store of the artifacts root (:mod:`pipeline.store`): a local directory or an fsspec URL.
+"""
 from __future__ import annotations
 
 import os
 import re
-import tempfile
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO
+
+from pipeline.store import TMP_DIR_NAME, open_store  # noqa: F401  (TMP_DIR_NAME re-exported)
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 """Every run id the project accepts (and so every run directory's name)."""
-
-TMP_DIR_NAME = ".tmp"
-"""Folder under the artifacts root holding files being written; never inside a run dir."""
 
 
 class UnsafePathError(ValueError):
@@ -27,22 +29,26 @@ def check_run_id(run_id: str) -> str:
 
 
 class RunDir:
-    """The directory of one run: ``<root>/<run id>``, with confined names inside it."""
+    """The files of one run, ``<root>/<run id>/<name>``, where root is a path or a URL.
+
+    Names are plain file names: anything that could leave the run's directory or prefix
+    (``..``, separators, NUL) is refused with :class:`UnsafePathError`.
+    """
 
     def __init__(self, root: str | os.PathLike[str], run_id: str) -> None:
-        self.root = Path(root).resolve()
         self.run_id = check_run_id(run_id)
-        self.path = self.root / run_id
-        self.tmp = self.root / TMP_DIR_NAME
+        self.store = open_store(root)
+        self.root = self.store.root
+        self.path = self.store.location(run_id)
+        """The run directory (a Path) or the run prefix's URL (a str)."""
 
     def ensure(self) -> "RunDir":
-        """Create the run directory and the temp folder if missing."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        """Create the run directory and the temp folder if missing (no-op on object stores)."""
+        self.store.ensure(self.run_id)
         return self
 
-    def resolve(self, name: str) -> Path:
-        """The path of file ``name`` in this run dir; refuse names that point elsewhere."""
+    def check_name(self, name: str) -> str:
+        """Return ``name`` if it is a plain file name inside this run, else raise UnsafePathError."""
         if (
             not isinstance(name, str)
             or not name
@@ -52,43 +58,35 @@ class RunDir:
             or "\x00" in name
         ):
             raise UnsafePathError(f"file name {name!r} is not a plain name inside run {self.run_id}")
-        path = (self.path / name).resolve()
-        if path.parent != self.path.resolve():
+        return name
+
+    def resolve(self, name: str) -> Path | str:
+        """Where file ``name`` of this run is: a local Path, or a URL on a remote store."""
+        location = self.store.location(self.run_id, self.check_name(name))
+        if isinstance(location, Path) and location.resolve().parent != Path(self.path).resolve():
             raise UnsafePathError(f"file name {name!r} points outside run {self.run_id}")
-        return path
+        return location
 
-    @contextmanager
-    def atomic(self, name: str) -> Iterator[Path]:
-        """Yield a temp path to write ``name`` to; rename it into place only on success.
+    def atomic(self, name: str) -> AbstractContextManager[Path]:
+        """Yield a local temp path to write ``name`` to; it becomes ``name`` only on success.
 
-        The temp file lives in ``<root>/.tmp`` (same file system, so the rename is atomic);
-        on an exception it is removed and the final name is left untouched.
+        Local: the temp file lives in ``<root>/.tmp`` and is renamed into place. Remote: it
+        lives in the system temp dir and is uploaded whole. On an exception the temp file
+        is removed and ``name`` is left untouched.
         """
-        final = self.resolve(name)
-        self.ensure()
-        suffix = "".join(Path(name).suffixes[-1:])
-        fd, tmp_name = tempfile.mkstemp(prefix=f"{self.run_id}.", suffix=suffix, dir=self.tmp)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            yield tmp
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        self.resolve(name)
+        return self.store.atomic(self.run_id, name)
+
+    def reader(self, name: str) -> AbstractContextManager[BinaryIO]:
+        """Open file ``name`` for reading as a binary file object."""
+        self.resolve(name)
+        return self.store.reader(self.run_id, name)
 
     def remove(self, name: str) -> bool:
-        """Delete file ``name`` from the run dir; False if it was already gone."""
-        try:
-            self.resolve(name).unlink()
-            return True
-        except FileNotFoundError:
-            return False
+        """Delete file ``name`` from the run; False if it was already gone."""
+        self.resolve(name)
+        return self.store.remove(self.run_id, name)
 
     def listing(self) -> list[str]:
-        """Names of the files now in the run directory, sorted."""
-        if not self.path.is_dir():
-            return []
-        return sorted(p.name for p in self.path.iterdir())
+        """Names of the files now in the run, sorted."""
+        return self.store.listing(self.run_id)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 from contextlib import redirect_stdout
-from pathlib import Path
 
 from pipeline import stages
 from pipeline.artifacts import RunDir
@@ -25,7 +24,7 @@ def run_local(request: RunRequest, run_id: str) -> dict[str, float]:
 
 
 def _run(request: RunRequest, run_id: str) -> dict[str, float]:
-    run_dir = RunDir(Path(request.artifacts_root), run_id).ensure()
+    run_dir = RunDir(request.artifacts_root, run_id).ensure()
     sleep = request.sleep
     dataset = stages.download_dataset(run_dir, n_samples=request.n_samples, tick=request.tick, sleep=sleep)
     train, test = stages.preprocess_dataset(run_dir, dataset, sleep=sleep)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -13,8 +13,9 @@ from pipeline.canvas import build_canvas
 from pipeline.celery_app import app
 from pipeline.dispatch import send_recorded
 from pipeline.ledger import FINISHED_RUN_STATES, Ledger
-from pipeline.settings import DEFAULT_QUEUE, get_settings
 from pipeline.naming import DEFAULT_N_SAMPLES, alpha_name, tick_stamp
+from pipeline.settings import DEFAULT_QUEUE, get_settings
+from pipeline.store import normalize_root, run_location
 from pipeline.submission import claim_submission, release_submission
 
 
@@ -24,7 +25,8 @@ class RunRequest:
 
     alphas: list[float | None]
     """Alphas of the sweep; ``[None]`` is the linear run."""
-    artifacts_root: Path
+    artifacts_root: str | Path
+    """A local path or an fsspec URL; stored normalized (see :func:`pipeline.store.normalize_root`)."""
     n_samples: int = DEFAULT_N_SAMPLES
     sleep: float = 0.0
     retries: int = 0
@@ -53,7 +55,8 @@ class Submitted:
 
     run_id: str
     created: bool
-    artifacts: Path = field(default=Path("."))
+    artifacts: str = ""
+    """The run's directory or prefix URL, ``<root>/<run id>``."""
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -71,7 +74,7 @@ def submit_run(ledger: Ledger, request: RunRequest, run_id: str | None = None) -
     """Record the run (first writer wins) and send its canvas; never sends a run twice."""
     run_id = run_id or new_run_id()
     n = len(request.alphas)
-    artifacts = request.artifacts_root.resolve() / run_id
+    root = normalize_root(request.artifacts_root)
     version = versioning.register(ledger.r)["version"]
     fields = {
         "id": run_id,
@@ -82,7 +85,7 @@ def submit_run(ledger: Ledger, request: RunRequest, run_id: str | None = None) -
         "queue": request.queue,
         "scheduled_start": request.tick.timestamp() if request.tick else "",
         "state": "Pending",
-        "artifacts": str(request.artifacts_root.resolve()),
+        "artifacts": root,
         "submitted": 0,
         "cancelled": 0,
     }
@@ -90,7 +93,7 @@ def submit_run(ledger: Ledger, request: RunRequest, run_id: str | None = None) -
     if created:
         versioning.count_run(ledger.r, version)
     ensure_submitted(ledger, run_id)
-    return Submitted(run_id, created, artifacts)
+    return Submitted(run_id, created, run_location(root, run_id))
 
 
 def ensure_submitted(ledger: Ledger, run_id: str, lease: float | None = None) -> bool:

@@ -38,8 +38,11 @@ class Settings:
     result_backend: str | None = None
     """``CELERY_RESULT_BACKEND``; defaults to the broker URL."""
 
-    artifacts_root: Path = field(default_factory=lambda: Path("artifacts"))
-    """``PIPELINE_ARTIFACTS``: where run directories are made (``--artifacts`` wins)."""
+    artifacts_root: str = "artifacts"
+    """``PIPELINE_ARTIFACTS``: where run directories are made (``--artifacts`` wins): a local
+    path, or an fsspec URL such as ``s3://bucket/prefix`` (credentials and endpoint from
+    ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``,
+    ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, read by botocore itself)."""
 
     state_dir: Path = field(default_factory=lambda: Path(".pipeline"))
     """``PIPELINE_STATE_DIR``: data, port, lock and logs of the embedded stack."""
@@ -65,7 +68,7 @@ class Settings:
     idle_exit_seconds: float = 600.0
     """``PIPELINE_IDLE_EXIT``: the embedded stack stops after this long without use."""
 
-    artifacts_allowed: tuple[Path, ...] = ()
+    artifacts_allowed: tuple[str, ...] = ()
     """``PIPELINE_ARTIFACTS_ALLOWED``: roots (``os.pathsep``-separated) artifacts may live under.
 
     Empty: anywhere. The CLI refuses ``--artifacts`` outside them and workers refuse runs
@@ -101,7 +104,7 @@ class Settings:
         return cls(
             broker_url=broker,
             result_backend=env.get("CELERY_RESULT_BACKEND") or broker,
-            artifacts_root=Path(env.get("PIPELINE_ARTIFACTS") or "artifacts"),
+            artifacts_root=env.get("PIPELINE_ARTIFACTS") or "artifacts",
             state_dir=Path(env.get("PIPELINE_STATE_DIR") or ".pipeline"),
             visibility_timeout=_float(env, "PIPELINE_VISIBILITY_TIMEOUT", 3600.0),
             unacked_restore_interval=_float(env, "PIPELINE_UNACKED_RESTORE_INTERVAL", 10.0),
@@ -110,9 +113,7 @@ class Settings:
             stuck_after=_float(env, "PIPELINE_STUCK_AFTER", 300.0),
             connect_timeout=_float(env, "PIPELINE_CONNECT_TIMEOUT", 3.0),
             idle_exit_seconds=_float(env, "PIPELINE_IDLE_EXIT", 600.0),
-            artifacts_allowed=tuple(
-                Path(p) for p in (env.get("PIPELINE_ARTIFACTS_ALLOWED") or "").split(os.pathsep) if p
-            ),
+            artifacts_allowed=tuple(p for p in (env.get("PIPELINE_ARTIFACTS_ALLOWED") or "").split(os.pathsep) if p),
             flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or None,
             flower_url=(env.get("PIPELINE_FLOWER_URL") or "http://localhost:5555").rstrip("/"),
             worker_record_ttl=_float(env, "PIPELINE_WORKER_TTL", 15.0),

@@ -2,7 +2,8 @@
 
 They reproduce the tutorial's computation exactly (seeds, file names, printed lines) and
 know nothing of Celery: tasks wrap them. Every file is read from and written to the run's
-directory through :class:`~pipeline.artifacts.RunDir`, atomically.
+directory (a local folder or an object-store prefix) through
+:class:`~pipeline.artifacts.RunDir`, atomically.
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def _save_csv(run_dir: RunDir, name: str, array: np.ndarray) -> None:
 
 
 def _load_csv(run_dir: RunDir, name: str) -> np.ndarray:
-    return np.loadtxt(run_dir.resolve(name), delimiter=",")
+    with run_dir.reader(name) as handle:
+        return np.loadtxt(handle, delimiter=",")
 
 
 def download_dataset(
@@ -113,7 +115,8 @@ def evaluate_model(
     """Score the model (R^2) on the test set; return ``(eval file name, score)``."""
     print("evaluate_model begin")
     eval_name = str(Path(f"eval_{model_name}").with_suffix(".txt"))
-    model = load(run_dir.resolve(model_name))
+    with run_dir.reader(model_name) as handle:
+        model = load(handle)
     dataset = _load_csv(run_dir, test_name)
     score = float(model.score(dataset[:, 0:1], dataset[:, 1]))
     with run_dir.atomic(eval_name) as tmp:

@@ -97,11 +97,20 @@ def check_run_id_input(run_id: str) -> str:
         raise BadInput(str(exc)) from None
 
 
-def check_artifacts_root(root: str | Path, allowed: Iterable[Path]) -> Path:
-    """``root`` resolved; BadInput if ``allowed`` roots are set and it lies outside all of them."""
-    resolved = Path(root).resolve()
-    allowed = [Path(a).resolve() for a in allowed]
-    if allowed and not any(resolved == a or a in resolved.parents for a in allowed):
-        shown = ", ".join(str(a) for a in allowed)
+def check_artifacts_root(root: str | Path, allowed: Iterable[str | Path] = ()) -> str:
+    """The artifacts root as run records store it (a resolved path or a URL).
+
+    BadInput for a URL fsspec cannot use, and, when ``allowed`` roots are set
+    (PIPELINE_ARTIFACTS_ALLOWED), for a root outside all of them.
+    """
+    from pipeline.store import normalize_root
+
+    try:
+        normalized = normalize_root(root)
+        allowed_roots = [normalize_root(a) for a in allowed]
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    if allowed_roots and not any(normalized == a or normalized.startswith(a.rstrip("/") + "/") for a in allowed_roots):
+        shown = ", ".join(allowed_roots)
         raise BadInput(f"artifacts root {str(root)!r} is outside the allowed roots ({shown})")
-    return resolved
+    return normalized

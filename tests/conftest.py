@@ -141,10 +141,10 @@ class Worker:
 
 
 def start_worker(url: str, log: Path, *args: str, env: dict[str, str] | None = None,
-                 ready_timeout: float = 60) -> Worker:
-    """Start a worker with the project's command; return once it says it is ready."""
+                 ready_timeout: float = 60, cwd: Path | None = None) -> Worker:
+    """Start a worker with the project's command (in ``cwd``, default the repo); return once it is ready."""
     handle = open(log, "wb")
-    proc = subprocess.Popen([sys.executable, CLI, "worker", *args], cwd=ROOT, env=env or pipeline_env(url),
+    proc = subprocess.Popen([sys.executable, CLI, "worker", *args], cwd=cwd or ROOT, env=env or pipeline_env(url),
                             stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
     worker = Worker(proc, log)
     deadline = time.time() + ready_timeout

@@ -1,0 +1,340 @@
+"""Artifacts on S3: the store on a local path and on moto's S3 server, and a sweep on two
+workers that share no disk (each its own cwd and temp dir), reading each other's files
+only through the bucket.
+
+moto runs as a real HTTP endpoint (``python -m moto.server``) on a free 127.0.0.1 port;
+workers and this process reach it through the usual AWS_* environment variables.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from conftest import Worker, free_port, pipeline_env, run_cli, start_worker, stop_process
+from pipeline import flow, stages
+from pipeline.artifacts import RunDir, UnsafePathError
+from pipeline.store import TMP_PREFIX, is_url, normalize_root, run_location
+from test_stages import tutorial_score
+from test_sweep_integration import ledger_for
+
+LABEL = "s3hosts"
+"""Queue of this module's workers (the session's default-queue worker has no S3 access)."""
+
+
+@dataclass
+class Moto:
+    """A moto S3 server subprocess."""
+
+    endpoint: str
+    proc: subprocess.Popen
+
+    def env(self, endpoint_variable: str = "AWS_ENDPOINT_URL") -> dict[str, str]:
+        """AWS_* variables pointing botocore (and so s3fs) at this server."""
+        return {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            endpoint_variable: self.endpoint,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+        }
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def objects(self, bucket: str) -> dict[str, bytes]:
+        """Every object in ``bucket``: key -> body."""
+        client = self.client()
+        keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        return {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
+
+    def etags(self, bucket: str) -> dict[str, str]:
+        return {o["Key"]: o["ETag"] for o in self.client().list_objects_v2(Bucket=bucket).get("Contents", [])}
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory) -> Iterator[Moto]:
+    """moto's S3 server on a free port, for this module."""
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = Moto(f"http://127.0.0.1:{port}", proc)
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(server.endpoint, timeout=2).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                stop_process(proc)
+                raise RuntimeError("moto server did not start")
+            time.sleep(0.1)
+    yield server
+    stop_process(proc)
+
+
+@pytest.fixture
+def s3_env(moto: Moto, monkeypatch) -> Moto:
+    """This process talks to moto too (fresh s3fs instances pick the variables up).
+
+    It names the endpoint with the S3-specific variable, the workers with the generic one.
+    """
+    import s3fs
+
+    for name, value in moto.env("AWS_ENDPOINT_URL_S3").items():
+        monkeypatch.setenv(name, value)
+    s3fs.S3FileSystem.clear_instance_cache()
+    return moto
+
+
+@pytest.fixture
+def bucket(moto: Moto) -> str:
+    """A new, empty bucket."""
+    name = f"art-{uuid.uuid4().hex[:12]}"
+    moto.client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(params=["local", "s3"])
+def root(request, tmp_path) -> str:
+    """An artifacts root: a local directory, or a prefix in a fresh moto bucket."""
+    if request.param == "local":
+        return str(tmp_path / "artifacts")
+    request.getfixturevalue("s3_env")
+    return f"s3://{request.getfixturevalue('bucket')}/prefix"
+
+
+def stored(root: str, moto: Moto) -> list[str]:
+    """Everything under the root: relative local paths, or every key of the bucket."""
+    if is_url(root):
+        return sorted(moto.objects(root[len("s3://"):].split("/")[0]))
+    base = Path(root)
+    return sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file()) if base.exists() else []
+
+
+# -- the store, on a local path and on S3 ----------------------------------------------
+
+def test_write_read_list_remove(root, moto):
+    run_dir = RunDir(root, "r1").ensure()
+    data = np.array([[1.5, -2.25], [3.0, 4.125]])
+    with run_dir.atomic("a.csv") as tmp:
+        np.savetxt(tmp, data, delimiter=",")
+    with run_dir.atomic("b.txt") as tmp:
+        tmp.write_text("b")
+    with run_dir.reader("a.csv") as handle:
+        assert np.array_equal(np.loadtxt(handle, delimiter=","), data)
+    assert run_dir.listing() == ["a.csv", "b.txt"]
+    assert RunDir(root, "r2").listing() == [] and RunDir(root, "r").listing() == []  # "r" prefixes "r1"
+    assert run_dir.remove("a.csv") is True
+    assert run_dir.remove("a.csv") is False
+    assert run_dir.listing() == ["b.txt"]
+    assert str(run_dir.path) == run_location(root, "r1")
+    expected = "prefix/r1/b.txt" if is_url(root) else "r1/b.txt"
+    assert stored(root, moto) == [expected]
+
+
+def test_failed_write_leaves_no_file_or_object(root, moto):
+    run_dir = RunDir(root, "r1").ensure()
+    with pytest.raises(RuntimeError):
+        with run_dir.atomic("x.csv") as tmp:
+            tmp.write_text("half a file")
+            raise RuntimeError("killed mid-write")
+    assert not tmp.exists()
+    assert run_dir.listing() == []
+    assert stored(root, moto) == []
+
+
+@pytest.mark.parametrize("name", ["../x", "..", ".", "a/b", "/etc/passwd", "", "x\x00y", "..\\x"])
+def test_names_outside_the_run_are_refused(root, moto, name):
+    run_dir = RunDir(root, "r1").ensure()
+    with pytest.raises(UnsafePathError):
+        run_dir.resolve(name)
+    with pytest.raises(UnsafePathError):
+        with run_dir.atomic(name) as tmp:
+            tmp.write_text("escaped")
+    with pytest.raises(UnsafePathError):
+        run_dir.remove(name)
+    with pytest.raises(UnsafePathError):
+        with run_dir.reader(name):
+            pass
+    assert stored(root, moto) == []
+
+
+def test_stages_on_the_store_reproduce_the_tutorial(root):
+    run_dir = RunDir(root, "r1").ensure()
+    dataset = stages.download_dataset(run_dir)
+    train, test = stages.preprocess_dataset(run_dir, dataset)
+    model = stages.train_model(run_dir, train, 0.1)
+    eval_name, score = stages.evaluate_model(run_dir, model, test)
+    assert score == tutorial_score(17, 100, 0.1)
+    for name in (dataset, model, train, test):
+        stages.cleanup_file(run_dir, name)
+    assert run_dir.listing() == [eval_name]
+    with run_dir.reader(eval_name) as handle:
+        assert float(np.loadtxt(handle)) == score
+
+
+def test_roots_are_normalized(tmp_path):
+    assert normalize_root("s3://bucket/prefix/") == "s3://bucket/prefix"
+    assert normalize_root(f"file://{tmp_path}/a") == str(tmp_path / "a")
+    assert normalize_root(tmp_path / "x" / ".." / "a") == str(tmp_path / "a")
+    assert run_location("s3://bucket/prefix", "r1") == "s3://bucket/prefix/r1"
+    for bad in ("nosuchproto://bucket/x", "s3://", "s3:///"):
+        with pytest.raises(ValueError):
+            normalize_root(bad)
+
+
+def test_bad_artifacts_url_is_bad_input(tmp_path):
+    url = "nosuchproto://bucket/x"
+    env = pipeline_env(f"redis://127.0.0.1:{free_port()}/0")
+    result = run_cli("sweep", "--alphas", "1.0", "--artifacts", url, env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and url in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+# -- two workers that share no disk ------------------------------------------------------
+
+@dataclass
+class Host:
+    """One worker with its own cwd and temp dir, as if on its own machine."""
+
+    worker: Worker
+    cwd: Path
+    tmp: Path
+
+    def tasks_done(self) -> set[str]:
+        """Names of the pipeline tasks this worker finished successfully."""
+        return {line.split("Task ", 1)[1].split("[", 1)[0]
+                for line in self.worker.text().splitlines() if "Task pipeline." in line and " succeeded in " in line}
+
+
+@pytest.fixture(scope="module")
+def hosts(redis_server, moto, tmp_path_factory) -> Iterator[list[Host]]:
+    """Two single-slot workers on queue LABEL, each with its own cwd and TMPDIR."""
+    started: list[Host] = []
+    try:
+        for name in ("host_a", "host_b"):
+            base = tmp_path_factory.mktemp(name)
+            cwd, tmp = base / "cwd", base / "tmp"
+            cwd.mkdir()
+            tmp.mkdir()
+            env = pipeline_env(redis_server.url, TMPDIR=str(tmp), **moto.env())
+            worker = start_worker(redis_server.url, base / "worker.log", "--label", LABEL, "--pool", "threads",
+                                  "--concurrency", "1", env=env, cwd=cwd)
+            started.append(Host(worker, cwd, tmp))
+        yield started
+    finally:
+        for host in started:
+            stop_process(host.worker.proc)
+
+
+def assert_no_local_traces(hosts: list[Host], cli_cwd: Path) -> None:
+    for host in hosts:
+        assert list(host.cwd.iterdir()) == [], f"worker wrote into its cwd: {list(host.cwd.iterdir())}"
+        assert [p.name for p in host.tmp.iterdir() if p.name.startswith(TMP_PREFIX)] == []
+    assert list(cli_cwd.iterdir()) == []
+
+
+def test_sweep_on_two_workers_sharing_only_a_bucket(clean_redis, moto, bucket, hosts, tmp_path):
+    alphas = ["1.0", "0.1", "0.01"]
+    url = f"s3://{bucket}/prefix"
+    env = pipeline_env(clean_redis.url)  # the CLI itself needs no S3 access
+    result = run_cli("sweep", "--alphas", *alphas, "--artifacts", url, "--label", LABEL, "--sleep", "0.5",
+                     "--json", env=env, cwd=tmp_path, timeout=240)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    run_id = doc["run_id"]
+    assert doc["state"] == "Success"
+    assert doc["artifacts"] == f"{url}/{run_id}"
+    assert ledger_for(clean_redis.url).get_run(run_id)["artifacts"] == url
+
+    expected = {str(float(a)): tutorial_score(17, 100, float(a)) for a in alphas}
+    assert doc["results"] == expected
+    objects = moto.objects(bucket)
+    assert sorted(objects) == sorted(f"prefix/{run_id}/eval_model_{a}_train_dataset.txt" for a in expected)
+    for alpha, score in expected.items():
+        assert float(objects[f"prefix/{run_id}/eval_model_{alpha}_train_dataset.txt"]) == score
+
+    done = [host.tasks_done() for host in hosts]
+    assert all(done), f"both workers should have run tasks: {done}"
+    other = next(d for d in done if "pipeline.preprocess_dataset" not in d)
+    assert other & {"pipeline.train_model", "pipeline.evaluate_model"}, \
+        f"a worker read files it never wrote: {done}"
+    assert_no_local_traces(hosts, tmp_path)
+
+
+def failed_run(clean_redis, url: str, cwd: Path) -> str:
+    """A one-alpha run whose train fails for good (fail rate 1); returns its id."""
+    result = run_cli("run", "--alpha", "1.0", "--fail-rate", "1", "--artifacts", url, "--label", LABEL, "--json",
+                     env=pipeline_env(clean_redis.url), cwd=cwd, timeout=240)
+    assert result.returncode == 1, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["state"] == "Failed" and doc["artifacts"] == f"{url}/{doc['run_id']}"
+    return doc["run_id"]
+
+
+def test_failed_run_leaves_what_a_restart_needs_in_the_bucket(clean_redis, s3_env, bucket, hosts, tmp_path):
+    """The record and the bucket alone let any host finish the run (what restart does)."""
+    url = f"s3://{bucket}/prefix"
+    run_id = failed_run(clean_redis, url, tmp_path)
+    inputs = {f"prefix/{run_id}/{n}" for n in ("dataset.csv", "train_dataset.csv", "test_dataset.csv")}
+    before = s3_env.etags(bucket)
+    assert set(before) == inputs
+
+    # Until `restart` exists in this tree: redo the failed branch here, from the record alone.
+    ledger = ledger_for(clean_redis.url)
+    run = ledger.get_run(run_id)
+    assert ledger.task_states(run_id)[flow.train_key(0)] == "Failed"
+    train, test = ledger.outputs(run_id, [flow.PREPROCESS])[flow.PREPROCESS]
+    run_dir = RunDir(run["artifacts"], run_id)
+    model = stages.train_model(run_dir, train, run["params"]["alphas"][0])
+    eval_name, score = stages.evaluate_model(run_dir, model, test)
+    assert score == tutorial_score(17, 100, 1.0)
+    after = s3_env.etags(bucket)
+    assert {k: after[k] for k in inputs} == before, "the inputs must not be rewritten"
+    assert set(after) == inputs | {f"prefix/{run_id}/{model}", f"prefix/{run_id}/{eval_name}"}
+    assert_no_local_traces(hosts, tmp_path)
+
+
+def test_restart_command_finishes_the_run_from_the_bucket(clean_redis, moto, bucket, hosts, tmp_path):
+    """With the `restart` command: the failed branch reruns on the workers, inputs untouched."""
+    import cli
+
+    if "restart" not in cli.cli.commands:
+        pytest.skip("the restart command is not in this tree yet")
+    url = f"s3://{bucket}/prefix"
+    run_id = failed_run(clean_redis, url, tmp_path)
+    ledger = ledger_for(clean_redis.url)
+    run = ledger.get_run(run_id)
+    ledger.update_run(run_id, params={**run["params"], "fail_rate": 0.0})  # the cause of the failure is fixed
+    before = moto.etags(bucket)
+    result = run_cli("restart", run_id, env=pipeline_env(clean_redis.url), cwd=tmp_path, timeout=240)
+    assert result.returncode == 0, result.stderr
+    deadline = time.time() + 120
+    while ledger.get_run(run_id)["state"] not in ("Success", "Failed", "Cancelled") and time.time() < deadline:
+        time.sleep(0.1)
+    assert ledger.get_run(run_id)["state"] == "Success"
+    attempts = {row["key"]: row["attempts"] for row in ledger.tasks(run_id, flow.task_keys(1))}
+    assert attempts[flow.DOWNLOAD] == attempts[flow.PREPROCESS] == 1
+    assert attempts[flow.train_key(0)] == 2
+    eval_key = f"prefix/{run_id}/eval_model_1.0_train_dataset.txt"
+    objects = moto.objects(bucket)
+    assert sorted(objects) == [eval_key] and before.keys().isdisjoint({eval_key})
+    assert float(objects[eval_key]) == tutorial_score(17, 100, 1.0)
+    assert_no_local_traces(hosts, tmp_path)
