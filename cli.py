@@ -6,6 +6,7 @@ themselves; with it set, they only submit to and read from that deployment.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -554,5 +555,27 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
+def exit_now(run) -> None:
+    """Run ``run()``, flush the output, and leave without interpreter teardown.
+
+    Celery keeps the results of a sent canvas subscribed to Redis pub/sub; finalising them
+    while Python shuts down prints tracebacks and costs time. Nothing of the CLI's needs
+    that teardown: every line is flushed here, the run's state lives in Redis.
+    """
+    try:
+        code = run()
+    except SystemExit as exc:
+        code = exc.code
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+    os._exit(code or 0)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main)
