@@ -97,6 +97,20 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
         proc.wait(5)
 
 
+def poll(condition, what: str = "condition", timeout: float = 60.0, interval: float = 0.1):
+    """Return ``condition()``'s first truthy value, polling until ``timeout`` (then fail)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    value = condition()
+    if value:
+        return value
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
     """One redis-server for the whole session (tests flush it)."""

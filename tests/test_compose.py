@@ -11,7 +11,7 @@ import pytest
 import redis
 import yaml
 
-from conftest import ROOT, free_port, pipeline_env, redis_binary, start_redis, stop_process
+from conftest import ROOT, free_port, pipeline_env, redis_binary, stop_process
 from workers.environments import ENVIRONMENTS
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

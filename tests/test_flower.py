@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import CLI, ROOT, free_port, pipeline_env, run_cli, stop_process
+from conftest import CLI, ROOT, free_port, pipeline_env, poll, run_cli, stop_process
 
 AUTH = "ops:s3cret"
 
@@ -54,16 +54,6 @@ def run_tasks(base: str, run_id: str) -> dict:
     return json.loads(body)
 
 
-def wait_for(predicate, timeout: float = 30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    return predicate()
-
-
 def test_flower_lists_every_task_of_a_run_and_refuses_anonymous(flower, tmp_path):
     base, env = flower
     env = {**env, "PIPELINE_ARTIFACTS": str(tmp_path / "art")}
@@ -73,16 +63,15 @@ def test_flower_lists_every_task_of_a_run_and_refuses_anonymous(flower, tmp_path
     other = json.loads(run_cli("run", "--json", env=env).stdout)["run_id"]
     run_id = first.stderr.split("run ", 1)[1].split()[0]
 
-    tasks = wait_for(lambda: (t := run_tasks(base, run_id)) and len(t) == 2 + 6 + 6
-                     and all(v["state"] == "SUCCESS" for v in t.values()) and t)
-    assert tasks, run_tasks(base, run_id)
+    tasks = poll(lambda: (t := run_tasks(base, run_id)) and len(t) == 2 + 6 + 6
+                 and all(v["state"] == "SUCCESS" for v in t.values()) and t, "every task of the run in SUCCESS", 30)
     keys = sorted(json.dumps(v["kwargs"]) for v in tasks.values())
     assert all(run_id in k and other not in k for k in keys)
     names = {v["name"] for v in tasks.values()}
     assert names == {f"pipeline.{s}" for s in
                      ("download_dataset", "preprocess_dataset", "train_model", "evaluate_model", "cleanup_file")}
     assert all(v["runtime"] is not None and v["runtime"] >= 0 for v in tasks.values())
-    assert len(wait_for(lambda: len(run_tasks(base, other)) == 8 and run_tasks(base, other))) == 8
+    assert len(poll(lambda: len(run_tasks(base, other)) == 8 and run_tasks(base, other), "the other run", 30)) == 8
 
     with pytest.raises(urllib.error.HTTPError) as refused:
         get(f"{base}/api/tasks", auth=None)
@@ -98,7 +87,7 @@ def test_tasks_page_in_headless_chromium(flower, tmp_path):
     env = {**env, "PIPELINE_ARTIFACTS": str(tmp_path / "art")}
     result = run_cli("run", "--alpha", "0.5", "--json", env=env)
     run_id = json.loads(result.stdout)["run_id"]
-    assert wait_for(lambda: len(run_tasks(base, run_id)) == 8)
+    poll(lambda: len(run_tasks(base, run_id)) == 8, "the run's 8 tasks in Flower", 30)
     url = base.replace("http://", f"http://{AUTH}@") + "/tasks?name=pipeline.train_model"
     dom = subprocess.run(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

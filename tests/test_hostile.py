@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import subprocess
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 from kombu import Connection, Producer
 
-from conftest import free_port, pipeline_env, redis_binary, run_cli, stop_process
+from conftest import free_port, pipeline_env, poll, redis_binary, run_cli, stop_process
 from test_stages import tutorial_score
 
 
@@ -34,21 +33,12 @@ def publish_raw(url: str, body: bytes, content_type: str, task: str = "pipeline.
                                content_encoding="binary" if isinstance(body, bytes) else "utf-8", headers=headers)
 
 
-def wait_until(predicate, timeout: float = 20) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
 def test_pickle_message_is_rejected_never_executed(cli_env, clean_redis, worker, tmp_path):
     marker = tmp_path / "pwned"
     payload = pickle.dumps(((), {"run_id": "x", "key": "download_dataset", "boom": _Touch(str(marker))}, {}))
     before = worker.text().count("Refusing to deserialize untrusted content")
     publish_raw(clean_redis.url, payload, "application/x-python-serialize")
-    assert wait_until(lambda: worker.text().count("Refusing to deserialize untrusted content") > before), worker.text()[-2000:]
+    poll(lambda: worker.text().count("Refusing to deserialize untrusted content") > before, "the worker to log it", 20)
     assert not marker.exists()
     assert clean_redis.client().llen("default") == 0  # rejected, not requeued forever
     ok = run_cli("run", "--json", env=cli_env)  # the worker is still healthy
@@ -60,8 +50,8 @@ def test_malformed_json_and_unknown_task_are_discarded(cli_env, clean_redis, wor
     body = json.dumps([[], {"run_id": "r", "key": "k"}, {"callbacks": None, "errbacks": None, "chain": None,
                                                        "chord": None}])
     publish_raw(clean_redis.url, body.encode(), "application/json", task="pipeline.no_such_task")
-    assert wait_until(lambda: "pipeline.no_such_task" in worker.text()), worker.text()[-2000:]
-    assert wait_until(lambda: clean_redis.client().llen("default") == 0)
+    poll(lambda: "pipeline.no_such_task" in worker.text(), "the worker to log it", 20)
+    poll(lambda: clean_redis.client().llen("default") == 0, "the queue to drain", 20)
     assert clean_redis.client().keys("pipeline:run:*") == []
     ok = run_cli("run", "--alpha", "0.5", "--json", env=cli_env)
     assert ok.returncode == 0 and json.loads(ok.stdout)["results"] == {"0.5": tutorial_score(17, 100, 0.5)}
@@ -72,7 +62,7 @@ def test_message_for_a_run_that_does_not_exist_does_nothing(cli_env, clean_redis
                        {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
     before = worker.text().count("not running download_dataset of run ghost")
     publish_raw(clean_redis.url, body.encode(), "application/json")
-    assert wait_until(lambda: worker.text().count("not running download_dataset of run ghost") > before)
+    poll(lambda: worker.text().count("not running download_dataset of run ghost") > before, "the worker to log it", 20)
     assert clean_redis.client().keys("pipeline:run:ghost*") == []
 
 

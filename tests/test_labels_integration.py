@@ -3,26 +3,14 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
-from conftest import pipeline_env, run_cli, start_worker, stop_process
+from conftest import pipeline_env, poll, run_cli, start_worker, stop_process
 from pipeline import flow
 from pipeline.liveness import WORKERS_PREFIX, consumers_of, live_workers, unconsumed_message
 from pipeline.runs import wait_for_run
 from test_sweep_integration import ledger_for
 
 WAITING = "no live worker consumes queue"
-
-
-def poll(condition, timeout: float = 60, what: str = "condition"):
-    """Return condition()'s first truthy value, polling until ``timeout``."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def downloads(worker) -> int:

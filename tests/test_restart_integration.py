@@ -5,26 +5,16 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
-from conftest import run_cli
+from conftest import poll, run_cli
 from pipeline import flow
 from pipeline.runs import RunRequest
 from test_stages import tutorial_score
 from test_sweep_integration import SIX, ledger_for
 
 MAX_RESTARTS = 30
-
-
-def poll(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    """Wait until ``condition()`` holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def mtimes(run_dir: Path) -> dict[str, int]:

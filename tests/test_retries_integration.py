@@ -5,9 +5,8 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from conftest import poll, run_cli
 from pipeline import flow
-from test_restart_integration import poll
 from test_stages import tutorial_score
 from test_sweep_integration import SIX, ledger_for
 

@@ -17,14 +17,13 @@ from pathlib import Path
 import pytest
 from celery.beat import ScheduleEntry
 
-from conftest import CLI, ROOT, pipeline_env, run_cli, start_worker, stop_process
+from conftest import CLI, ROOT, pipeline_env, poll, run_cli, start_worker, stop_process
 from pipeline import flow
 from pipeline.ledger import Ledger
 from pipeline.liveness import consumers_of
 from pipeline.runs import wait_for_run
 from pipeline.schedule import SCHEDULED_TASK, TickScheduler, every
 from pipeline.settings import Settings
-from test_labels_integration import poll
 from test_stages import tutorial_score
 from test_sweep_integration import ledger_for
 
