@@ -388,6 +388,7 @@ def test_message_popped_by_a_cut_host_is_lost_until_restart(cluster, workers):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["stuck"] is True
     poll(lambda: ledger.get_run(run_id)["state"] == "Success", 60, "the restarted run to finish")
-    print(f"\n[popped] swallowed at attempt {attempt + 1}; run restarted and done {time.time() - lost_at:.1f} s after the message was lost")
+    print(f"\n[popped] swallowed at attempt {attempt + 1}; run restarted and done "
+          f"{time.time() - lost_at:.1f} s after the message was lost")
     assert all(row["attempts"] == 1 for row in ledger.tasks(run_id, flow.task_keys(1)))
     assert_only_evals(cluster, bucket, {"run_id": run_id}, ["1.0"])
