@@ -41,7 +41,7 @@ def wait(redis_addr: str, s3_url: str, timeout: float = 60) -> int:
 def objects(bucket: str) -> dict[str, str]:
     client = _client()
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
-    return {k: client.get_object(Bucket=bucket, Key=k)["Body"].read().decode() for k in keys}
+    return {k: client.get_object(Bucket=bucket, Key=k)["Body"].read().decode(errors="replace") for k in keys}
 
 
 def main(argv: list[str]) -> int:
