@@ -11,7 +11,9 @@ network) and reads the bucket by running tests/multihost_probe.py on ``client``.
 A lost host: every process on it SIGKILLed, or its cable pulled (``eth0`` down inside
 the host, its worker alive but unreachable). Either way its unacknowledged messages wait
 in Redis until they are older than the visibility timeout (shortened to VISIBILITY
-seconds here); the other worker then puts them back in the queue and runs them.
+seconds here); the other worker then puts them back in the queue and runs them. A
+message Redis hands to a cut host in the second after the cut is lost instead: the run is
+stuck until ``restart``.
 """
 from __future__ import annotations
 
@@ -135,13 +137,13 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
     net = hostnet.HostNet(HOSTS).create()
     try:
         server = net.addr("server")
-        socket = base / "server" / "redis.sock"
-        net.start("server", [redis_binary(), "--bind", server, "--port", str(REDIS_PORT), "--unixsocket", str(socket),
-                             "--unixsocketperm", "700", "--dir", str(base / "server"), "--appendonly", "yes",
-                             "--save", "", "--maxmemory-policy", "noeviction"], base / "redis.log", env=dict(os.environ))
+        cluster = Cluster(net, base, base / "server" / "redis.sock")
+        net.start("server", [redis_binary(), "--bind", server, "--port", str(REDIS_PORT), "--unixsocket",
+                             str(cluster.socket), "--unixsocketperm", "700", "--dir", str(base / "server"),
+                             "--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction"],
+                  base / "redis.log", env=dict(os.environ))
         net.start("server", [sys.executable, "-m", "moto.server", "-H", server, "-p", str(S3_PORT)],
-                  base / "moto.log", env=Cluster(net, base, socket).env("server"), cwd=base / "server" / "cwd")
-        cluster = Cluster(net, base, socket)
+                  base / "moto.log", env=cluster.env("server"), cwd=cluster.cwd("server"))
         cluster.probe("wait", f"{server}:{REDIS_PORT}", cluster.s3)
         yield cluster
     finally:
