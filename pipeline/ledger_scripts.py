@@ -102,6 +102,9 @@ FINISH = _COMMON + """
 local ttl, now, ref_prefix = ARGV[1], ARGV[2], ARGV[3]
 local key, state = ARGV[4], ARGV[5]
 if stale(key, ARGV[8]) then return '' end
+-- A task already ended (a redelivered copy of its message finished it while this attempt,
+-- on a host cut off and back, was still running) ignores this late attempt entirely: its
+-- failure must not mark downstream tasks TriggerFailed.
 local changed = 0
 local st = redis.call('HGET', KEYS[2], key)
 if st and not terminal(st) then
@@ -110,13 +113,13 @@ if st and not terminal(st) then
   if ARGV[6] ~= '' then redis.call('HSET', KEYS[6], key, ARGV[6]) end
   if ARGV[7] ~= '' then redis.call('HSET', KEYS[7], key, ARGV[7]) end
   changed = changed + 1
-end
-for i = 9, #ARGV do
-  local other = redis.call('HGET', KEYS[2], ARGV[i])
-  if other and not terminal(other) then
-    redis.call('HSET', KEYS[2], ARGV[i], 'TriggerFailed')
-    redis.call('HSET', KEYS[7], ARGV[i], 'upstream ' .. key .. ' failed')
-    changed = changed + 1
+  for i = 9, #ARGV do
+    local other = redis.call('HGET', KEYS[2], ARGV[i])
+    if other and not terminal(other) then
+      redis.call('HSET', KEYS[2], ARGV[i], 'TriggerFailed')
+      redis.call('HSET', KEYS[7], ARGV[i], 'upstream ' .. key .. ' failed')
+      changed = changed + 1
+    end
   end
 end
 local result = ''

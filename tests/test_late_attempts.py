@@ -1,0 +1,69 @@
+"""A late attempt: a task's first attempt, on a host cut off the network, ends only after a
+redelivered copy of its message finished the task on another host (the cable was plugged
+back in). The run record ignores it; before, its failure (its input already cleaned up)
+marked the run's unfinished cleanups TriggerFailed. Ledger level, on the tests' Redis.
+"""
+from __future__ import annotations
+
+import pytest
+
+from pipeline import flow
+from pipeline.ledger import Ledger
+from test_sweep_integration import ledger_for
+
+RUN = "20260101T000000Z-1a7e00"
+N = 2
+TRAIN = flow.train_key(0)
+
+
+@pytest.fixture
+def ledger(clean_redis) -> Ledger:
+    """A two-branch run whose train_model[0] ran twice (same message) and succeeded on the second host."""
+    book = ledger_for(clean_redis.url)
+    fields = {"id": RUN, "params": {"alphas": [1.0, 0.1]}, "queue": "default", "state": "Pending",
+              "submitted": 1, "cancelled": 0}
+    assert book.create_run(RUN, fields, flow.task_keys(N))
+    book.record_task_ids(RUN, {key: f"id-{key}" for key in flow.task_keys(N)})
+    for key in (flow.DOWNLOAD, flow.PREPROCESS):
+        finish(book, key)
+    assert begin(book, TRAIN) == ("run", 1)  # host A, then cut off
+    assert begin(book, TRAIN) == ("run", 2)  # the redelivered message on host B
+    finish(book, TRAIN, output="model_1.0_train_dataset.joblib", begun=True)
+    finish(book, flow.evaluate_key(0))
+    assert begin(book, flow.cleanup_key(0))[0] == "run"
+    return book
+
+
+def begin(book: Ledger, key: str) -> tuple[str, int]:
+    result = book.begin_task(RUN, key, task_id=f"id-{key}")
+    return result.verdict, result.attempts
+
+
+def finish(book: Ledger, key: str, state: str = "Success", begun: bool = False, **kw) -> str:
+    if not begun:
+        assert begin(book, key)[0] == "run"
+    return book.finish_task(RUN, key, state, output=kw.pop("output", key), task_id=f"id-{key}", **kw)
+
+
+def snapshot(book: Ledger) -> tuple[dict, dict, list]:
+    run = book.get_run(RUN)
+    return run, book.task_states(RUN), book.tasks(RUN, flow.task_keys(N))
+
+
+def test_a_late_failure_changes_nothing(ledger):
+    before = snapshot(ledger)
+    assert before[1][flow.cleanup_key(0)] == "Running" and before[1][flow.cleanup_key(1)] == "Pending"
+    error = "FileNotFoundError: train_dataset.csv"  # its input was cleaned up meanwhile
+    assert ledger.finish_task(RUN, TRAIN, "Failed", error=error, trigger_failed=flow.downstream(TRAIN, N),
+                              task_id=f"id-{TRAIN}") == ""
+    assert snapshot(ledger) == before
+
+
+def test_a_late_success_changes_nothing_and_the_run_ends_normally(ledger):
+    before = snapshot(ledger)
+    assert finish(ledger, TRAIN, output="model_1.0_train_dataset.joblib", begun=True) == ""
+    assert snapshot(ledger) == before
+    rest = [flow.train_key(1), flow.evaluate_key(1), *(flow.cleanup_key(j) for j in range(flow.n_cleanups(N)))]
+    ends = [finish(ledger, key, begun=key == flow.cleanup_key(0)) for key in rest]
+    assert ends[:-1] == [""] * (len(rest) - 1) and ends[-1] == "Success"
+    assert set(ledger.task_states(RUN).values()) == {"Success"}
