@@ -99,6 +99,9 @@ def _evaluate(run_dir: RunDir, p: dict, i: int, inputs: dict) -> dict:
 
 
 def _cleanup(run_dir: RunDir, p: dict, j: int, inputs: dict) -> str:
+    # Cleanup runs once every evaluation succeeded, so no writer of the run is left: what
+    # is in the temp folder under the run's id was left by a writer killed mid-write.
+    run_dir.discard_temp()
     source, position = flow.cleanup_source(j, len(p["alphas"]))
     name = inputs[source] if position is None else inputs[source][position]
     return stages.cleanup_file(run_dir, name, sleep=p["sleep"])
