@@ -20,33 +20,67 @@ pytestmark = pytest.mark.slow
 TWO = ["1.0", "0.1"]
 
 
-@pytest.fixture
-def stack(tmp_path):
-    made = make_stack(tmp_path, **FAST_RESTORE)
-    yield made
-    made.close()
-
-
-def test_redis_restarted_mid_run_the_run_completes(stack):
-    worker = stack.worker("--pool", "prefork", "--concurrency", "2")
+def restart_redis_while(stack, keys: list[str], outage: float, workers: int = 1):
+    """Run a two-alpha sweep; while every task of ``keys`` runs, stop Redis (SIGTERM: it
+    fsyncs its append-only file) for ``outage`` seconds and start it again on the same port
+    and directory. Return the run id and the output of a ``wait --json`` started before."""
+    stack.worker("--pool", "prefork", "--concurrency", "2")
     ledger = stack.ledger()
     run_id = stack.submit("--alphas", *TWO, "--sleep", "1")
     waiter = subprocess.Popen([sys.executable, CLI, "wait", run_id, "--json"], cwd=ROOT, env=stack.env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        trains = [flow.train_key(0), flow.train_key(1)]
-        poll(lambda: running(ledger, run_id, trains), "both train_model tasks to run")
-        stack.redis.proc.send_signal(signal.SIGTERM)  # redis fsyncs the append-only file on shutdown
+        poll(lambda: running(ledger, run_id, keys), f"{' and '.join(keys)} to run")
+        stack.redis.proc.send_signal(signal.SIGTERM)
         assert stack.redis.proc.wait(15) == 0
+        time.sleep(outage)
         stack.redis = start_redis(stack.redis.data_dir, stack.redis.port)
         out, err = waiter.communicate(timeout=90)
     finally:
         if waiter.poll() is None:
             waiter.kill()
-    assert waiter.returncode == 0, (err, worker.text())
-    doc = json.loads(out)
-    assert doc["state"] == "Success"
-    assert_completed_once(stack, run_id, TWO, {})
+    assert waiter.returncode == 0, (err, stack.workers[0].text())
+    return run_id, json.loads(out), err
+
+
+def test_redis_restarted_while_models_train_the_run_completes(tmp_path):
+    """Default clients: a two-second restart is ridden over by every retry layer."""
+    stack = make_stack(tmp_path, **FAST_RESTORE)
+    try:
+        run_id, doc, _ = restart_redis_while(stack, [flow.train_key(0), flow.train_key(1)], outage=2)
+        assert doc["state"] == "Success"
+        assert_redelivered_at_most_once(stack, run_id)
+    finally:
+        stack.close()
+
+
+def test_redis_down_longer_than_the_clients_retries_during_the_chord_header(tmp_path):
+    """Clients that give up after about 0.4 s, Redis away for 3 s while both evaluations
+    (the chord's header ends) run: their bodies cannot record anything, so their messages
+    go back and run again; the chord completes and its cleanups run once each."""
+    stack = make_stack(tmp_path, PIPELINE_REDIS_RETRIES="2", **FAST_RESTORE)
+    try:
+        evaluations = [flow.evaluate_key(0), flow.evaluate_key(1)]
+        run_id, doc, err = restart_redis_while(stack, evaluations, outage=3)
+        assert doc["state"] == "Success"
+        assert "lost the connection to Redis" in err and "reconnected to Redis; still waiting" in err
+        worker_log = stack.workers[0].text()
+        assert "unreachable during evaluate_model" in worker_log, worker_log
+        assert_redelivered_at_most_once(stack, run_id)
+        rows = {r["key"]: r for r in stack.ledger().tasks(run_id, evaluations)}
+        assert all(r["attempts"] == 2 for r in rows.values()), rows  # the lost attempt ran again
+    finally:
+        stack.close()
+
+
+def assert_redelivered_at_most_once(stack, run_id: str) -> None:
+    """Success with the tutorial's values and only the evaluations left; a task may have run
+    twice (a redelivery) but completed once, and every cleanup ran exactly once."""
+    ledger = stack.ledger()
+    attempts = {r["key"]: r["attempts"] for r in ledger.tasks(run_id, flow.task_keys(2))}
+    assert set(attempts.values()) <= {1, 2}, attempts
+    assert all(attempts[flow.cleanup_key(j)] == 1 for j in range(flow.n_cleanups(2))), attempts
+    assert_completed_once(stack, run_id, TWO, attempts)
 
 
 def test_waiting_outlives_an_outage_longer_than_the_clients_retries(tmp_path):
