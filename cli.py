@@ -176,7 +176,7 @@ def wait_and_report(conn, run_id: str, as_json: bool) -> None:
 
     try:
         with progress_bar(run_id, enabled=not as_json and sys.stderr.isatty()) as update:
-            state = wait_for_run(conn.ledger, run_id, update)
+            state = wait_for_run(conn.ledger, run_id, update, on_connection=report_connection)
     except KeyboardInterrupt:
         click.echo(f"\nstopped waiting; run {run_id} goes on: python cli.py wait {run_id}", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -190,6 +190,14 @@ def wait_and_report(conn, run_id: str, as_json: bool) -> None:
         if results:
             click.echo(results_table(results))
     sys.exit(EXIT_OK if state == "Success" else EXIT_FAILED)
+
+
+def report_connection(error: Exception | None) -> None:
+    """Say on stderr that waiting lost Redis (``error``) or has it back (None); the run goes on."""
+    if error is None:
+        click.echo("reconnected to Redis; still waiting", err=True)
+    else:
+        click.echo(f"lost the connection to Redis ({error}); still waiting, retrying every second", err=True)
 
 
 def existing_run(conn, run_id: str) -> dict:

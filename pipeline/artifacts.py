@@ -90,3 +90,10 @@ class RunDir:
     def listing(self) -> list[str]:
         """Names of the files now in the run, sorted."""
         return self.store.listing(self.run_id)
+
+    def discard_temp(self) -> int:
+        """Delete temp files of this run left by writers that died mid-write; return how many.
+
+        Only safe once no task of the run writes any more: the cleanup stage calls it.
+        """
+        return self.store.discard_temp(self.run_id)

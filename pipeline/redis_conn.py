@@ -17,13 +17,15 @@ class BrokerUnreachable(RuntimeError):
     """The configured Redis did not answer in time."""
 
 
-def make_client(url: str, settings: Settings | None = None, *, retries: int = 20) -> redis.Redis:
+def make_client(url: str, settings: Settings | None = None, *, retries: int | None = None) -> redis.Redis:
     """A new client for ``url`` with connect/socket timeouts and retry on connection loss.
 
-    ``retries`` reconnect attempts with capped exponential backoff (about 10 s in all by
-    default) let workers and the waiting CLI ride over a Redis restart.
+    ``retries`` (default ``PIPELINE_REDIS_RETRIES``, 20) reconnect attempts with capped
+    exponential backoff (about 17 s in all at 20) let workers and the waiting CLI ride over
+    a Redis restart.
     """
     settings = settings or get_settings()
+    retries = settings.redis_retries if retries is None else retries
     return redis.Redis.from_url(
         url,
         socket_connect_timeout=settings.connect_timeout,

@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import redis
+
 from pipeline import flow, versioning
 from pipeline.canvas import build_canvas
 from pipeline.celery_app import app
@@ -17,6 +19,10 @@ from pipeline.naming import DEFAULT_N_SAMPLES, alpha_name, tick_stamp
 from pipeline.settings import DEFAULT_QUEUE, get_settings
 from pipeline.store import normalize_root, run_location
 from pipeline.submission import claim_submission, release_submission
+
+
+RECONNECT_EVERY = 1.0
+"""Seconds between attempts of :func:`wait_for_run` to reach Redis again after losing it."""
 
 
 @dataclass(frozen=True)
@@ -128,11 +134,29 @@ def wait_for_run(
     run_id: str,
     on_progress: Callable[[int, int], None] | None = None,
     poll: float = 0.05,
+    on_connection: Callable[[Exception | None], None] | None = None,
 ) -> str:
-    """Block until the run has finished; return its end state. Reads only the run record."""
+    """Block until the run has finished; return its end state. Reads only the run record.
+
+    Waiting outlives a lost connection to Redis (a restart, a failover): once the client's
+    own retries are spent it keeps trying every ``RECONNECT_EVERY`` seconds, calling
+    ``on_connection(error)`` when the connection is lost and ``on_connection(None)`` when
+    it is back. The run goes on in the workers meanwhile; only Ctrl-C stops the wait.
+    """
     last = -1
+    lost = False
     while True:
-        state, done, total = ledger.progress(run_id)
+        try:
+            state, done, total = ledger.progress(run_id)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if not lost and on_connection:
+                on_connection(exc)
+            lost = True
+            time.sleep(RECONNECT_EVERY)
+            continue
+        if lost and on_connection:
+            on_connection(None)
+        lost = False
         if state is None:
             raise KeyError(run_id)
         if on_progress and done != last:

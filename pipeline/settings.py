@@ -65,6 +65,10 @@ class Settings:
     connect_timeout: float = 3.0
     """``PIPELINE_CONNECT_TIMEOUT``: socket connect/read timeout towards Redis."""
 
+    redis_retries: int = 20
+    """``PIPELINE_REDIS_RETRIES``: reconnect attempts of the run-record clients before they give
+    up (capped exponential backoff: 20 ride over about 17 s of Redis outage)."""
+
     idle_exit_seconds: float = 600.0
     """``PIPELINE_IDLE_EXIT``: the embedded stack stops after this long without use."""
 
@@ -112,6 +116,7 @@ class Settings:
             retention_seconds=_float(env, "PIPELINE_RETENTION_SECONDS", 7 * 24 * 3600.0),
             stuck_after=_float(env, "PIPELINE_STUCK_AFTER", 300.0),
             connect_timeout=_float(env, "PIPELINE_CONNECT_TIMEOUT", 3.0),
+            redis_retries=int(_float(env, "PIPELINE_REDIS_RETRIES", 20)),
             idle_exit_seconds=_float(env, "PIPELINE_IDLE_EXIT", 600.0),
             artifacts_allowed=tuple(p for p in (env.get("PIPELINE_ARTIFACTS_ALLOWED") or "").split(os.pathsep) if p),
             flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or None,

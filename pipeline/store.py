@@ -82,6 +82,19 @@ class Store(Protocol):
     def reader(self, run_id: str, name: str) -> AbstractContextManager[BinaryIO]: ...
     def remove(self, run_id: str, name: str) -> bool: ...
     def listing(self, run_id: str) -> list[str]: ...
+    def discard_temp(self, run_id: str) -> int: ...
+
+
+def _discard_temp_files(directory: Path, run_id: str) -> int:
+    """Delete the temp files of ``run_id`` in ``directory`` (``pipeline-<run id>.*``); return how many."""
+    removed = 0
+    for path in directory.glob(f"{TMP_PREFIX}{run_id}.*"):  # '.' ends the run id: no other run matches
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def open_store(root: str | os.PathLike[str]) -> Store:
@@ -149,6 +162,10 @@ class LocalStore:
             return []
         return sorted(p.name for p in directory.iterdir())
 
+    def discard_temp(self, run_id: str) -> int:
+        """Delete what writers of the run left in ``<root>/.tmp`` (a writer killed mid-write)."""
+        return _discard_temp_files(self.tmp, run_id) if self.tmp.is_dir() else 0
+
 
 class FsspecStore:
     """Run prefixes in an fsspec file system: ``<url>/<run id>/<name>``."""
@@ -208,3 +225,10 @@ class FsspecStore:
         except FileNotFoundError:
             return []
         return sorted(e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "file")
+
+    def discard_temp(self, run_id: str) -> int:
+        """Delete the run's temp files a killed writer left in this machine's temp dir.
+
+        Nothing partial ever reaches the store itself (an upload appears whole or not at all).
+        """
+        return _discard_temp_files(Path(tempfile.gettempdir()), run_id)

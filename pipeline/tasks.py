@@ -10,7 +10,9 @@ import logging
 from datetime import datetime
 from typing import Any, Callable
 
+import redis
 from celery import Task
+from celery.exceptions import Reject
 
 from pipeline import flow, stages
 from pipeline.artifacts import RunDir
@@ -32,6 +34,10 @@ def ledger() -> Ledger:
     return Ledger(shared_client(url), get_settings().retention_seconds)
 
 
+RECORD_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
+"""Errors saying the run record's Redis stayed out of reach longer than the client's retries."""
+
+
 def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     """Run ``body`` for task ``key`` of ``run_id`` with bookkeeping; return its output.
 
@@ -40,7 +46,20 @@ def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     that the task is Failed and everything downstream TriggerFailed. Nothing runs for a
     cancelled run, nor for a stale message (one the run no longer expects since a restart
     re-sent its task under another Celery id).
+
+    When the run record cannot be reached (Redis down for longer than the client's
+    retries), nothing is recorded and the stage does not count as failed: the message is
+    rejected for redelivery (or, if the broker is down too, comes back after the
+    visibility timeout) and the task runs again once Redis is back.
     """
+    try:
+        return _execute_stage(task, run_id, key, body)
+    except RECORD_UNREACHABLE as exc:
+        log.warning("run record of %s unreachable during %s (%s): handing the message back", run_id, key, exc)
+        raise Reject(exc, requeue=True) from exc
+
+
+def _execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     book = ledger()
     begin = book.begin_task(run_id, key, task_id=task.request.id)
     if begin.verdict == "success":
@@ -62,6 +81,8 @@ def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     try:
         with capture_lines(lambda line, ts: book.append_log(run_id, key, line, ts)):
             output = body(run_dir, params, index, inputs)
+    except RECORD_UNREACHABLE:
+        raise  # a printed line could not be stored: not the stage's failure
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         retries = int(params.get("retries", 0))
@@ -99,6 +120,9 @@ def _evaluate(run_dir: RunDir, p: dict, i: int, inputs: dict) -> dict:
 
 
 def _cleanup(run_dir: RunDir, p: dict, j: int, inputs: dict) -> str:
+    # Cleanup runs once every evaluation succeeded, so no writer of the run is left: what
+    # is in the temp folder under the run's id was left by a writer killed mid-write.
+    run_dir.discard_temp()
     source, position = flow.cleanup_source(j, len(p["alphas"]))
     name = inputs[source] if position is None else inputs[source][position]
     return stages.cleanup_file(run_dir, name, sleep=p["sleep"])

@@ -1,0 +1,122 @@
+"""Faults injected for real: SIGKILLed pool processes and workers (section 7 of the design).
+
+Each test runs its own redis-server and real ``python cli.py worker`` processes, kills
+them with real signals, and checks the run still ends Success with the tutorial's
+values, every task completed once, and no partial file left.
+"""
+from __future__ import annotations
+
+import signal
+import time
+
+import psutil
+import pytest
+
+from faultkit import FAST_RESTORE, assert_completed_once, kill_group, make_stack, poll, running
+from pipeline import flow
+
+pytestmark = pytest.mark.slow
+
+TWO = ["1.0", "0.1"]
+
+
+@pytest.fixture
+def stack(tmp_path):
+    made = make_stack(tmp_path, **FAST_RESTORE)
+    yield made
+    made.close()
+
+
+def test_pool_process_killed_during_train_model_is_redelivered(stack):
+    worker = stack.worker("--pool", "prefork", "--concurrency", "2")
+    ledger = stack.ledger()
+    run_id = stack.submit("--alphas", *TWO, "--sleep", "1")
+    trains = [flow.train_key(0), flow.train_key(1)]
+    poll(lambda: running(ledger, run_id, trains), "both train_model tasks to run")
+    children = psutil.Process(worker.proc.pid).children()
+    assert len(children) == 2  # one pool process per train_model, both busy
+    victim = children[0]
+    victim.send_signal(signal.SIGKILL)
+
+    waited = stack.cli("wait", run_id, "--json")
+    assert waited.returncode == 0, (waited.stderr, worker.text())
+    assert "WorkerLostError" in worker.text() or "exited prematurely" in worker.text(), worker.text()
+    rows = {r["key"]: r["attempts"] for r in ledger.tasks(run_id, trains)}
+    assert sorted(rows.values()) == [1, 2], rows  # the killed one ran again, the other did not
+    killed = next(k for k, n in rows.items() if n == 2)
+    assert_completed_once(stack, run_id, TWO, {killed: 2})
+    assert worker.proc.poll() is None  # the worker survived and replaced its pool process
+
+
+def test_pool_process_killed_while_writing_leaves_no_partial_file(stack):
+    worker = stack.worker("--pool", "prefork", "--concurrency", "1")
+    ledger = stack.ledger()
+    n = "100000"  # np.savetxt of the dataset takes about half a second: time to kill the writer
+    run_id = stack.submit("--alphas", *TWO, "--n-samples", n)
+    tmp, run_dir = stack.artifacts / ".tmp", stack.artifacts / run_id
+    partial = poll(lambda: tmp.is_dir() and [p for p in tmp.iterdir() if p.name.startswith(f"pipeline-{run_id}.")],
+                   "download_dataset to start writing", every=0.01)
+    (child,) = psutil.Process(worker.proc.pid).children()
+    child.send_signal(signal.SIGKILL)
+    poll(lambda: not psutil.pid_exists(child.pid) or child.status() == psutil.STATUS_ZOMBIE, "the pool process to die")
+    assert ledger.tasks(run_id, [flow.DOWNLOAD])[0]["state"] == "Running"
+    assert partial[0].exists() and not (run_dir / "dataset.csv").exists()  # the fault left a partial file
+
+    waited = stack.cli("wait", run_id, "--json")
+    assert waited.returncode == 0, (waited.stderr, worker.text())
+    assert_completed_once(stack, run_id, TWO, {flow.DOWNLOAD: 2}, n_samples=int(n))
+
+
+def test_whole_worker_killed_then_a_new_worker_finishes_the_run(tmp_path):
+    """The killed worker's unacknowledged messages come back after the visibility timeout
+    (6 s here), found by kombu's periodic scan (every 0.5 s here): the settings reach kombu."""
+    timeout = 6.0
+    stack = make_stack(tmp_path, **{**FAST_RESTORE, "PIPELINE_VISIBILITY_TIMEOUT": str(timeout)})
+    try:
+        first = stack.worker("--pool", "prefork", "--concurrency", "2")
+        ledger = stack.ledger()
+        run_id = stack.submit("--alphas", *TWO, "--sleep", "1")
+        trains = [flow.train_key(0), flow.train_key(1)]
+        poll(lambda: running(ledger, run_id, trains), "both train_model tasks to run")
+        kill_group(first)
+        client = stack.redis.client()
+        delivered = dict(client.zrange("unacked_index", 0, -1, withscores=True))
+        assert len(delivered) == client.hlen("unacked") == 2  # both trains, never acknowledged
+
+        second = stack.worker("--pool", "prefork", "--concurrency", "2")
+        ready = time.time()
+        poll(lambda: dict(client.zrange("unacked_index", 0, -1, withscores=True)) != delivered,
+             "the unacknowledged trains to be restored", 30, every=0.02)
+        restored = time.time()
+        assert restored - max(delivered.values()) >= timeout - 0.2  # not before the visibility timeout
+        # and soon after it: at once if the new worker started later, else by the periodic scan
+        assert restored - min(delivered.values()) <= max(timeout, ready - min(delivered.values())) + 2.5
+        waited = stack.cli("wait", run_id, "--json")
+        assert waited.returncode == 0, (waited.stderr, second.text())
+        assert_completed_once(stack, run_id, TWO, {k: 2 for k in trains})
+        assert client.hlen("unacked") == 0
+    finally:
+        stack.close()
+
+
+def test_retry_waiting_for_its_countdown_in_a_killed_worker_is_redelivered(stack):
+    first = stack.worker("--pool", "prefork", "--concurrency", "2")
+    ledger = stack.ledger()
+    run_id = stack.submit("--alphas", *TWO, "--sleep", "1", "--retries", "1", "--retry-delay", "3")
+    run_dir, aside = stack.artifacts / run_id, stack.tmp / "train_dataset.csv"
+    # while preprocess sleeps after writing its files, hide the train set: both trains fail once
+    poll(lambda: ledger.task_states(run_id).get(flow.PREPROCESS) == "Running"
+         and (run_dir / "train_dataset.csv").exists(), "preprocess_dataset to write the train set", every=0.01)
+    (run_dir / "train_dataset.csv").rename(aside)
+    trains = [flow.train_key(0), flow.train_key(1)]
+    poll(lambda: all(ledger.task_states(run_id).get(k) == "Retrying" for k in trains), "both trains to retry")
+    kill_group(first)  # the retries wait as ETA messages inside the killed worker
+    assert stack.redis.client().hlen("unacked") == 2  # held by it, never acknowledged
+    aside.rename(run_dir / "train_dataset.csv")
+    errors = {r["key"]: r["error"] for r in ledger.tasks(run_id, trains)}
+    assert all("FileNotFoundError" in e for e in errors.values()), errors
+
+    second = stack.worker("--pool", "prefork", "--concurrency", "2")
+    waited = stack.cli("wait", run_id, "--json")
+    assert waited.returncode == 0, (waited.stderr, second.text())
+    assert_completed_once(stack, run_id, TWO, {k: 2 for k in trains})
