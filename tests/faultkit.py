@@ -23,11 +23,16 @@ from pipeline.redis_conn import make_client
 from test_stages import tutorial_score
 
 FAST_RESTORE = {
-    "PIPELINE_VISIBILITY_TIMEOUT": "4",
+    "PIPELINE_VISIBILITY_TIMEOUT": "8",
     "PIPELINE_UNACKED_RESTORE_INTERVAL": "0.5",
     "PIPELINE_UNACKED_RESTORE_THROTTLE": "1",
 }
-"""Unacked messages of a dead worker come back 4 s after delivery, looked for every 0.5 s."""
+"""Unacked messages of a dead worker come back 8 s after delivery, looked for every 0.5 s.
+
+8 s stays above the longest wait a live worker holds a message in these tests (a 3 s
+retry countdown plus a 1 s stage) with room for a loaded machine: a shorter timeout
+restores messages a live worker still holds and runs them twice (attempts 2).
+"""
 
 
 def poll(condition: Callable[[], object], what: str, timeout: float = 60.0, every: float = 0.05):
