@@ -111,3 +111,41 @@ def test_artifacts_root_outside_the_allowed_one(clean_redis, tmp_path):
     assert not (tmp_path / "elsewhere").exists() and clean_redis.client().keys("pipeline:run*") == []
     sneaky = run_cli("sweep", "--artifacts", str(allowed / ".." / "elsewhere"), env=env)
     assert sneaky.returncode == 2
+
+
+def test_cleanup_of_a_name_pointing_outside_the_run_dir_is_refused(cli_env, clean_redis, worker, tmp_path):
+    """A record tampered with (download's output says ../victim.txt): cleanup refuses it."""
+    from pipeline import flow
+    from pipeline.ledger import Ledger
+    from pipeline.redis_conn import make_client
+    from pipeline.runs import RunRequest, submit_run
+
+    victim = tmp_path / "artifacts" / "victim.txt"
+    victim.parent.mkdir(parents=True)
+    victim.write_text("keep me")
+    ledger = Ledger(make_client(clean_redis.url), 3600)
+    run_id = "tampered-run"
+    keys = flow.task_keys(1)
+    assert ledger.create_run(run_id, {"id": run_id, "flow": flow.FLOW_NAME, "version": 1, "state": "Pending",
+                                      "params": RunRequest(alphas=[1.0], artifacts_root=str(tmp_path / "artifacts"))
+                                      .params(), "artifacts": str(tmp_path / "artifacts"), "queue": "default",
+                                      "submitted": 1, "cancelled": 0}, keys)
+    for key in keys[:4]:  # everything upstream "succeeded"; download's output is hostile
+        assert ledger.begin_task(run_id, key).verdict == "run"
+        ledger.finish_task(run_id, key, "Success", output="../victim.txt" if key == flow.DOWNLOAD else ["a", "b"])
+    body = json.dumps([[], {"run_id": run_id, "key": flow.cleanup_key(0)},
+                       {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
+    publish_raw(clean_redis.url, body.encode(), "application/json", task="pipeline.cleanup_file")
+    poll(lambda: ledger.task_states(run_id)[flow.cleanup_key(0)] == "Failed", "the cleanup to be refused", 30)
+    assert "UnsafePathError" in ledger.tasks(run_id, [flow.cleanup_key(0)])[0]["error"]
+    assert victim.read_text() == "keep me"
+
+
+def test_message_with_a_path_in_its_run_id_touches_nothing(cli_env, clean_redis, worker, tmp_path):
+    body = json.dumps([[], {"run_id": "../../etc", "key": "download_dataset"},
+                       {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
+    before = worker.text().count("of run ../../etc")
+    publish_raw(clean_redis.url, body.encode(), "application/json")
+    poll(lambda: worker.text().count("of run ../../etc") > before, "the worker to drop it", 20)
+    assert clean_redis.client().keys("pipeline:run:*") == []
+    assert not (tmp_path / "etc").exists()
