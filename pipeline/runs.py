@@ -13,7 +13,7 @@ from pipeline.canvas import build_canvas
 from pipeline.celery_app import app
 from pipeline.ledger import FINISHED_RUN_STATES, Ledger
 from pipeline.settings import DEFAULT_QUEUE
-from pipeline.stages import DEFAULT_N_SAMPLES, alpha_name, tick_stamp
+from pipeline.naming import DEFAULT_N_SAMPLES, alpha_name, tick_stamp
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,10 @@ from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.model_selection import train_test_split
 
 from pipeline.artifacts import RunDir
+from pipeline.naming import DEFAULT_N_SAMPLES, alpha_name, tick_stamp  # noqa: F401  (re-exported)
 
 MANUAL_SEED = 17
 """Seed of every manual run (the tutorial's)."""
-
-DEFAULT_N_SAMPLES = 100
-"""Rows in the generated dataset unless ``--n-samples`` says otherwise."""
 
 SPLIT_SEED = 23
 """``random_state`` of the train/test split (the tutorial's)."""
@@ -30,16 +28,6 @@ SPLIT_SEED = 23
 
 class InjectedFailure(RuntimeError):
     """Raised by ``train_model`` when ``--fail-rate`` says this attempt fails."""
-
-
-def alpha_name(alpha: float | None) -> str:
-    """The alpha as it appears in file names and results: ``str(float(alpha))``."""
-    return "linear" if alpha is None else str(float(alpha))
-
-
-def tick_stamp(tick: datetime) -> str:
-    """A tick time as it appears in scheduled file names: ``YYYYMMDDHHmmss``."""
-    return tick.strftime("%Y%m%d%H%M%S")
 
 
 def tick_seed(tick: datetime) -> int:
