@@ -12,6 +12,7 @@ with one BLPOP instead of polling Celery results.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis
@@ -40,7 +41,7 @@ def done_key(run_id: str) -> str:
 def _redis() -> redis.Redis:
     global _client
     if _client is None:
-        _client = redis.Redis.from_url(app.conf.broker_url)
+        _client = redis.Redis.from_url(app.conf.broker_url, socket_timeout=30)
     return _client
 
 
@@ -91,7 +92,8 @@ def bare_canvas(root: str, run_id: str, alphas: list[float], n_samples: int) -> 
 def run_bare(root: str, run_id: str, alphas: list[float], n_samples: int, timeout: float = 3600) -> Any:
     """Send the bare canvas and block until its last cleanup is done."""
     bare_canvas(root, run_id, alphas, n_samples).apply_async()
-    popped = _redis().blpop([done_key(run_id)], timeout=timeout)
-    if popped is None:
-        raise TimeoutError(f"bare canvas {run_id} did not finish in {timeout} s")
+    deadline = time.monotonic() + timeout
+    while _redis().blpop([done_key(run_id)], timeout=5) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"bare canvas {run_id} did not finish in {timeout} s")
     _redis().delete(done_key(run_id), f"bench:bare:{run_id}:cleaned")

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import platform
+import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -28,6 +30,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repetition (the smoke test)")
     parser.add_argument("--workloads", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
     parser.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 3; quick 1)")
+    parser.add_argument("--w1-sleep", type=float, default=None, help="override W1's --sleep")
+    parser.add_argument("--w2-alphas", type=int, default=None, help="override W2's number of alphas")
+    parser.add_argument("--w3-alphas", type=int, default=None, help="override W3's number of alphas")
+    parser.add_argument("--w4-samples", type=int, default=None, help="override W4's --n-samples")
     args = parser.parse_args(argv)
     args.workloads = {w.strip().upper() for w in args.workloads.split(",") if w.strip()}
     unknown = args.workloads - set(ALL)
@@ -49,6 +55,9 @@ def versions() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     sizes = Sizes.make(args.quick, args.reps)
+    overrides = {k: v for k, v in vars(args).items() if k.startswith(("w1_", "w2_", "w3_", "w4_")) and v is not None}
+    sizes = replace(sizes, **overrides)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops what we started
     import os
 
     print(f"pipeline benchmark {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; nproc {os.cpu_count()}; {versions()}")
