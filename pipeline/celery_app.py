@@ -60,4 +60,4 @@ def configure(app: Celery, settings: Settings) -> Celery:
     return app
 
 
-app = configure(Celery("pipeline", include=["pipeline.tasks"]), get_settings())
+app = configure(Celery("pipeline", include=["pipeline.tasks", "pipeline.fanout"]), get_settings())

@@ -11,6 +11,7 @@ from typing import Callable
 from pipeline import flow, versioning
 from pipeline.canvas import build_canvas
 from pipeline.celery_app import app
+from pipeline.fanout import compact
 from pipeline.ledger import FINISHED_RUN_STATES, Ledger
 from pipeline.settings import DEFAULT_QUEUE
 from pipeline.naming import DEFAULT_N_SAMPLES, alpha_name, tick_stamp
@@ -95,7 +96,7 @@ def submit_run(ledger: Ledger, request: RunRequest, run_id: str | None = None) -
 
 def send_canvas(ledger: Ledger, run_id: str, n_branches: int, queue: str, only: list[str] | None = None) -> None:
     """Send the run's canvas (or the part ``only`` names) and mark the run submitted."""
-    canvas = build_canvas(run_id, n_branches, queue, only, app=app)
+    canvas = compact(build_canvas(run_id, n_branches, queue, only, app=app), app)
     if canvas is not None:
         canvas.apply_async()
     ledger.update_run(run_id, submitted=1)
