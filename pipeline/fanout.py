@@ -5,12 +5,12 @@ Celery copies a chord's body into the message of every header task (it travels a
 ``n + 3`` cleanup signatures and ``n`` header branches, that is ``O(n^2)`` bytes to encode,
 store in Redis and decode: about 400 KB in each of 2000 messages at 2000 alphas.
 
-:func:`compact` (applied by :func:`pipeline.runs.send_canvas` just before sending)
-replaces such a body by one immutable ``pipeline.fan_out`` signature carrying the run
-id, the queue and the body's task keys as index ranges; when the chord completes, that
-task sends exactly the signatures the group held. :func:`pipeline.canvas.build_canvas`
-keeps the contract's shape; only what travels changes. The fan-out task records nothing in the
-ledger: the cleanup tasks it sends do.
+:func:`compact`, applied just before sending (after any freezing and recording of task
+ids), replaces such a body by one immutable ``pipeline.fan_out`` signature carrying the
+run id, the queue and the body's task keys as index ranges; when the chord completes,
+that task sends the same tasks the group held. :func:`pipeline.canvas.build_canvas`
+keeps the contract's shape; only what travels changes. The fan-out task records nothing
+in the ledger: the cleanup tasks it sends do.
 """
 from __future__ import annotations
 
@@ -59,11 +59,14 @@ def decode_keys(spec: list[list[Any]]) -> list[str]:
 
 
 def _plain(sig: Any) -> tuple[str, str, str] | None:
-    """``(run_id, key, queue)`` if ``sig`` is exactly what :func:`task_signature` builds."""
+    """``(run_id, key, queue)`` if ``sig`` is a :func:`task_signature` (frozen or not) of
+    a pipeline task with no callbacks of its own."""
     if not isinstance(sig, Signature) or isinstance(sig, (_chain, _chord, group)):
         return None
     kwargs, options = sig.kwargs, sig.options
-    if not sig.immutable or sig.args or set(kwargs) != {"run_id", "key"} or set(options) - {"queue"}:
+    if not sig.immutable or sig.args or set(kwargs) != {"run_id", "key"} or not sig.task.startswith("pipeline."):
+        return None
+    if options.get("link") or options.get("link_error") or options.get("chord"):
         return None
     return kwargs["run_id"], kwargs["key"], options.get("queue")
 
@@ -87,11 +90,28 @@ def compact(canvas: Signature | None, app: Celery | None = None) -> Signature | 
     return canvas
 
 
+def recorded_ids(run_id: str, keys: list[str]) -> list[str | None]:
+    """The Celery id the run record expects for each of ``keys`` (None where none is recorded).
+
+    A ledger that records the ids of a frozen canvas before it is sent (so stale messages
+    can be told apart) has ``task_ids_key``; the fan-out then sends the body's tasks under
+    those ids. Without such a record Celery picks new ids.
+    """
+    from pipeline.tasks import ledger  # the worker's ledger (imported late: tasks imports stages)
+
+    book = ledger()
+    ids_key = getattr(book, "task_ids_key", None)
+    if ids_key is None or not keys:
+        return [None] * len(keys)
+    return [i or None for i in book.r.hmget(ids_key(run_id), keys)]
+
+
 @app.task(name=FAN_OUT_TASK)
 def fan_out(run_id: str, queue: str, keys: list[list[Any]]) -> int:
     """Send the tasks of ``keys`` (a compacted chord body); return how many were sent."""
-    sigs = [task_signature(run_id, key, queue, app) for key in decode_keys(keys)]
+    names = decode_keys(keys)
+    ids = recorded_ids(run_id, names)
     with app.producer_or_acquire() as producer:
-        for sig in sigs:
-            sig.apply_async(producer=producer)
-    return len(sigs)
+        for key, task_id in zip(names, ids):
+            task_signature(run_id, key, queue, app).apply_async(producer=producer, task_id=task_id)
+    return len(names)
