@@ -16,19 +16,27 @@ from pipeline import flow, stages
 from pipeline.artifacts import RunDir
 from pipeline.celery_app import app
 from pipeline.ledger import Ledger
+from pipeline.logbuffer import TaskLog
 from pipeline.logcapture import capture_lines
 from pipeline.redis_conn import shared_client
 from pipeline.settings import get_settings
+from pipeline.taskstart import start_task
 
 log = logging.getLogger(__name__)
 
 Body = Callable[[RunDir, dict, "int | None", dict], Any]
 
 
+_ledgers: dict[str, Ledger] = {}
+
+
 def ledger() -> Ledger:
-    """The ledger in the Redis this app's results go to."""
+    """The ledger in the Redis this app's results go to (one per URL per process)."""
     url = app.conf.result_backend or app.conf.broker_url
-    return Ledger(shared_client(url), get_settings().retention_seconds)
+    book = _ledgers.get(url)
+    if book is None:
+        book = _ledgers[url] = Ledger(shared_client(url), get_settings().retention_seconds)
+    return book
 
 
 def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
@@ -39,21 +47,25 @@ def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     that the task is Failed and everything downstream TriggerFailed.
     """
     book = ledger()
-    begin = book.begin_task(run_id, key)
+    start = start_task(book, run_id, key, task.request.id)  # begin + params + inputs: one round trip
+    begin = start.begin
     if begin.verdict == "success":
-        return book.outputs(run_id, [key]).get(key)
+        return start.own_output
     if begin.verdict != "run":
         log.warning("not running %s of run %s: %s", key, run_id, begin.verdict)
         return None
-    run = book.get_run(run_id)
-    params = run["params"]
+    params = start.params
     n_branches = len(params["alphas"])
     _, index = flow.parse_key(key, n_branches)
-    run_dir = RunDir(run["artifacts"], run_id)
-    inputs = book.outputs(run_id, flow.upstream(key, n_branches))
+    run_dir = RunDir(start.artifacts, run_id)
+    inputs = start.inputs
+    lines = TaskLog(book, run_id, key)  # printed lines go out in one write, not one a line
     try:
-        with capture_lines(lambda line, ts: book.append_log(run_id, key, line, ts)):
-            output = body(run_dir, params, index, inputs)
+        try:
+            with capture_lines(lines.add):
+                output = body(run_dir, params, index, inputs)
+        finally:
+            lines.close()
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         retries = int(params.get("retries", 0))
