@@ -229,6 +229,19 @@ class Ledger:
         pipe.expire(stream, self.ttl)
         pipe.execute()
 
+    # -- waking a waiter when a run ends ----------------------------------------------
+    def signal_finished(self, run_id: str) -> None:
+        """Wake one :meth:`wait_signal` of ``run_id`` (the run just ended); kept 60 s."""
+        key = f"{self.run_key(run_id)}:done"
+        pipe = self.r.pipeline(transaction=False)
+        pipe.rpush(key, "1")
+        pipe.expire(key, 60)
+        pipe.execute()
+
+    def wait_signal(self, run_id: str, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds for :meth:`signal_finished`; True if it came."""
+        return self.r.blpop([f"{self.run_key(run_id)}:done"], timeout=timeout) is not None
+
 
 def _encode(value: Any) -> str:
     if isinstance(value, (dict, list, tuple)):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -108,7 +107,11 @@ def wait_for_run(
     on_progress: Callable[[int, int], None] | None = None,
     poll: float = 0.05,
 ) -> str:
-    """Block until the run has finished; return its end state. Reads only the run record."""
+    """Block until the run has finished; return its end state. Reads only the run record.
+
+    Between two reads it waits up to ``poll`` seconds for the signal the task that ends
+    the run sends (:meth:`Ledger.signal_finished`), so it returns at once when the run ends.
+    """
     last = -1
     while True:
         state, done, total = ledger.progress(run_id)
@@ -119,7 +122,7 @@ def wait_for_run(
             last = done
         if state in FINISHED_RUN_STATES:
             return state
-        time.sleep(poll)
+        ledger.wait_signal(run_id, poll)
 
 
 def run_results(ledger: Ledger, run_id: str) -> dict[str, float]:

@@ -72,9 +72,11 @@ def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
         if task.request.retries < retries:
             book.set_retrying(run_id, key, error)
             raise task.retry(exc=exc, countdown=float(params.get("retry_delay", 0)), max_retries=retries)
-        book.finish_task(run_id, key, "Failed", error=error, trigger_failed=flow.downstream(key, n_branches))
+        if book.finish_task(run_id, key, "Failed", error=error, trigger_failed=flow.downstream(key, n_branches)):
+            book.signal_finished(run_id)  # the run ended: wake its waiter now, not at its next poll
         raise
-    book.finish_task(run_id, key, "Success", output=output)
+    if book.finish_task(run_id, key, "Success", output=output):
+        book.signal_finished(run_id)
     return output
 
 
