@@ -74,24 +74,52 @@ def evaluate(names: dict, root: str, run_id: str) -> dict:
 @app.task(name="bare.cleanup")
 def cleanup(branches: list[dict], root: str, run_id: str, j: int) -> str:
     """Stage cleanup_file for the ``j``-th intermediate file (the tutorial's order)."""
+    files = _files(branches)
+    return cleanup_one(files[j], root, run_id, len(files))
+
+
+def _files(branches: list[dict]) -> list[str]:
     first = branches[0]
-    files = [first["dataset"], *(b["model"] for b in branches), first["train"], first["test"]]
-    name = stages.cleanup_file(RunDir(root, run_id), files[j])
-    if _redis().incr(f"bench:bare:{run_id}:cleaned") == len(files):
+    return [first["dataset"], *(b["model"] for b in branches), first["train"], first["test"]]
+
+
+@app.task(name="bare.cleanup_one")
+def cleanup_one(name: str, root: str, run_id: str, n_files: int) -> str:
+    """Stage cleanup_file for one named file; the last of ``n_files`` signals the waiter."""
+    stages.cleanup_file(RunDir(root, run_id), name)
+    if _redis().incr(f"bench:bare:{run_id}:cleaned") == n_files:
         _redis().rpush(done_key(run_id), "1")
     return name
 
 
-def bare_canvas(root: str, run_id: str, alphas: list[float], n_samples: int) -> Signature:
-    """The same-shaped canvas over the bare tasks."""
+@app.task(name="bare.fan_out")
+def fan_out(branches: list[dict], root: str, run_id: str) -> int:
+    """A compact chord body: send the cleanup group (as pipeline.fanout does for ours)."""
+    files = _files(branches)
+    group([cleanup_one.si(name, root, run_id, len(files)) for name in files], app=app).apply_async()
+    return len(files)
+
+
+def bare_canvas(root: str, run_id: str, alphas: list[float], n_samples: int, compact: bool = False) -> Signature:
+    """The same-shaped canvas over the bare tasks.
+
+    ``compact``: the chord body is one ``bare.fan_out`` task that sends the cleanup group
+    when the chord completes, instead of the group itself (which Celery copies into every
+    header message: O(n^2) bytes).
+    """
     header = group([chain(train.s(root, run_id, a), evaluate.s(root, run_id), app=app) for a in alphas], app=app)
-    body = group([cleanup.s(root, run_id, j) for j in range(len(alphas) + 3)], app=app)
+    n_files = len(alphas) + 3
+    if compact:
+        body = fan_out.s(root, run_id)
+    else:
+        body = group([cleanup.s(root, run_id, j) for j in range(n_files)], app=app)
     return chain(download.si(root, run_id, n_samples), preprocess.s(root, run_id), chord(header, body, app=app), app=app)
 
 
-def run_bare(root: str, run_id: str, alphas: list[float], n_samples: int, timeout: float = 3600) -> Any:
+def run_bare(root: str, run_id: str, alphas: list[float], n_samples: int, timeout: float = 3600,
+             compact: bool = False) -> Any:
     """Send the bare canvas and block until its last cleanup is done."""
-    bare_canvas(root, run_id, alphas, n_samples).apply_async()
+    bare_canvas(root, run_id, alphas, n_samples, compact).apply_async()
     deadline = time.monotonic() + timeout
     while _redis().blpop([done_key(run_id)], timeout=5) is None:
         if time.monotonic() > deadline:

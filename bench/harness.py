@@ -48,22 +48,43 @@ class Proc:
         stop_process(self.proc)
 
 
-def project_worker(url: str, log: Path, pool: str, concurrency: int) -> Proc:
-    """``python cli.py worker --pool POOL --concurrency N``, returned once it says ready."""
-    w = conftest.start_worker(url, log, "--pool", pool, "--concurrency", str(concurrency),
-                              ready_timeout=120)
-    return Proc(f"worker[{pool} -c {concurrency}]", w.proc, log)
-
-
-def bare_worker(url: str, log: Path, concurrency: int = 2) -> Proc:
-    """``celery -A bench.bare_tasks worker -P prefork -c N``, returned once it says ready."""
-    argv = [sys.executable, "-m", "celery", "-A", "bench.bare_tasks", "worker", "-P", "prefork",
-            "-c", str(concurrency), "-Q", BARE_QUEUE, "--loglevel", "INFO", "-n", f"bare.{os.getpid()}@%h"]
+def _spawn(name: str, argv: list[str], url: str, log: Path) -> Proc:
     handle = open(log, "wb")
     proc = subprocess.Popen(argv, cwd=ROOT, env=pipeline_env(url), stdout=handle, stderr=subprocess.STDOUT,
                             start_new_session=True)
-    wait_ready(proc, log)
-    return Proc(f"bare worker[prefork -c {concurrency}]", proc, log)
+    return Proc(name, proc, log)
+
+
+def project_worker(url: str, log: Path, pool: str, concurrency: int, label: str | None = None) -> Proc:
+    """Start ``python cli.py worker --pool POOL --concurrency N [--label L]`` (see :func:`wait_ready`)."""
+    argv = [sys.executable, CLI, "worker", "--pool", pool, "--concurrency", str(concurrency)]
+    argv += ["--label", label] if label else []
+    return _spawn(f"worker[{pool} -c {concurrency}]", argv, url, log)
+
+
+def bare_worker(url: str, log: Path, concurrency: int = 2) -> Proc:
+    """Start ``celery -A bench.bare_tasks worker -P prefork -c N`` (see :func:`wait_ready`)."""
+    argv = [sys.executable, "-m", "celery", "-A", "bench.bare_tasks", "worker", "-P", "prefork",
+            "-c", str(concurrency), "-Q", BARE_QUEUE, "--loglevel", "INFO", "-n", f"bare.{os.getpid()}@%h"]
+    return _spawn(f"bare worker[prefork -c {concurrency}]", argv, url, log)
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU seconds used so far by ``pids`` and their live children."""
+    total = 0.0
+    for pid in pids:
+        try:
+            procs = [psutil.Process(pid)]
+            procs += procs[0].children(recursive=True)
+        except psutil.NoSuchProcess:
+            continue
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+    return total
 
 
 def wait_ready(proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:

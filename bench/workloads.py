@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,13 @@ from typing import Callable
 
 from bench import harness
 from bench.harness import CLI, ROOT, RssSampler, Sample, alpha_args, alphas, interleaved, timed
+
+W1_LABEL = "bench_w1"
+"""W1 and E run on their own label, so their threads worker and W2-W4's prefork worker
+can both be started (in parallel) before any timing."""
+
+NAIVE_BARE_UP_TO = 400
+"""The bare canvas with the plain group body is quadratic in alphas: measured only up to this."""
 
 
 @dataclass
@@ -44,9 +52,9 @@ def n_tasks(n_alphas: int) -> int:
 
 
 class Bench:
-    """Shared state: one Redis, the artifacts root, the ledger connection, the output."""
+    """Shared state: one Redis, the workers, the artifacts root, the ledger connection, the output."""
 
-    def __init__(self, work: Path, sizes: Sizes, out: Callable[[str], None] = print) -> None:
+    def __init__(self, work: Path, sizes: Sizes, workloads: set[str], out: Callable[[str], None] = print) -> None:
         self.work, self.sizes, self.out = work, sizes, out
         self.redis = harness.start_redis(work / "redis")
         self.url = self.redis.url
@@ -59,6 +67,20 @@ class Bench:
 
         self.conn = connect(get_settings(), announce=lambda _m: None)
         self.procs: list[harness.Proc] = []
+        self.threads = self.prefork = self.bare_proc = None
+        t0 = time.perf_counter()
+        if workloads & {"W1", "E"}:
+            self.threads = self._start(harness.project_worker(self.url, work / "threads.log", "threads", 10, W1_LABEL))
+        if workloads & {"W2", "W3", "W4"}:
+            self.prefork = self._start(harness.project_worker(self.url, work / "prefork.log", "prefork", 2))
+            self.bare_proc = self._start(harness.bare_worker(self.url, work / "bare.log", 2))
+        for proc in self.procs:
+            harness.wait_ready(proc.proc, proc.log)
+        self.out(f"workers ready in {time.perf_counter() - t0:.1f} s: {', '.join(p.name for p in self.procs)}")
+
+    def _start(self, proc: harness.Proc) -> harness.Proc:
+        self.procs.append(proc)
+        return proc
 
     def close(self) -> None:
         """Stop every process this benchmark started."""
@@ -66,14 +88,6 @@ class Bench:
             proc.stop()
         self.procs.clear()
         harness.stop_process(self.redis.proc)
-
-    def start(self, proc: harness.Proc) -> harness.Proc:
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, proc: harness.Proc) -> None:
-        proc.stop()
-        self.procs.remove(proc)
 
     def judge(self, name: str, value: float, target: float | None, unit: str = "x", what: str = "") -> None:
         """Print one RATIO line, with the target verdict (not judged in --quick)."""
@@ -84,14 +98,15 @@ class Bench:
         self.out(f"RATIO {name:<44} {value:8.2f} {unit}  {what}{verdict}")
 
     def show(self, sample: Sample) -> None:
-        self.out(f"  {sample.name:<36} median {sample.median:8.3f} s   range {sample.spread()}")
+        self.out(f"  {sample.name:<40} median {sample.median:8.3f} s   range {sample.spread()}")
 
     # -- the measured things ------------------------------------------------------------
-    def ours_inprocess(self, values: list[float], n_samples: int = 100, sleep: float = 0.0) -> float:
+    def ours_inprocess(self, values: list, n_samples: int = 100, sleep: float = 0.0, label: str | None = None) -> float:
         """submit_run + wait_for_run + run_results in this process (the worker already runs)."""
         from pipeline.runs import RunRequest, run_results, submit_run, wait_for_run
 
-        request = RunRequest(alphas=list(values), artifacts_root=self.root, n_samples=n_samples, sleep=sleep)
+        request = RunRequest(alphas=list(values), artifacts_root=self.root, n_samples=n_samples, sleep=sleep,
+                             label=label)
         t0 = time.perf_counter()
         submitted = submit_run(self.conn.ledger, request)
         state = wait_for_run(self.conn.ledger, submitted.run_id)
@@ -102,12 +117,12 @@ class Bench:
         shutil.rmtree(self.root / submitted.run_id, ignore_errors=True)
         return elapsed
 
-    def ours_cli(self, values: list[float], n_samples: int = 100, sleep: float = 0.0,
-                 env: dict[str, str] | None = None, command: str = "sweep",
-                 sampler: RssSampler | None = None) -> float:
-        """The whole ``python cli.py sweep ... --json`` command, as a user runs it."""
+    def ours_cli(self, values: list, n_samples: int = 100, sleep: float = 0.0, env: dict[str, str] | None = None,
+                 command: str = "sweep", label: str | None = None, sampler: RssSampler | None = None) -> float:
+        """The whole ``python cli.py sweep|run ... --json`` command, as a user runs it."""
         env = env or harness.pipeline_env(self.url, PIPELINE_ARTIFACTS=str(self.root))
         argv = [sys.executable, CLI, command, "--json", "--n-samples", str(n_samples), "--sleep", repr(sleep)]
+        argv += ["--label", label] if label else []
         if command == "sweep":
             argv += ["--alphas", *alpha_args(values)]
         t0 = time.perf_counter()
@@ -124,20 +139,28 @@ class Bench:
         shutil.rmtree(doc["artifacts"], ignore_errors=True)
         return elapsed
 
-    def plain(self, values: list[float], n_samples: int = 100) -> float:
+    def plain(self, values: list, n_samples: int = 100) -> float:
         from bench.plain import run_plain
 
         return timed(lambda: run_plain(self.root, values, n_samples))[0]
 
-    def bare(self, values: list[float], n_samples: int = 100) -> float:
-        import secrets
-
+    def bare(self, values: list, n_samples: int = 100, compact: bool = True) -> float:
         from bench.bare_tasks import run_bare
 
         run_id = f"bare-{secrets.token_hex(4)}"
-        elapsed = timed(lambda: run_bare(str(self.root), run_id, values, n_samples))[0]
+        elapsed = timed(lambda: run_bare(str(self.root), run_id, values, n_samples, compact=compact))[0]
         shutil.rmtree(self.root / run_id, ignore_errors=True)
         return elapsed
+
+    def with_cpu(self, fn: Callable[[], float], pids: list[int], cpu: list[float]) -> Callable[[], float]:
+        """``fn`` that also appends the CPU seconds ``pids`` (trees) used meanwhile to ``cpu``."""
+        def measure() -> float:
+            before = harness.cpu_seconds(pids)
+            elapsed = fn()
+            cpu.append(harness.cpu_seconds(pids) - before)
+            return elapsed
+
+        return measure
 
     # -- workloads ----------------------------------------------------------------------
     def w1(self) -> None:
@@ -146,25 +169,21 @@ class Bench:
         critical = 5 * s.w1_sleep
         self.out(f"\n== W1: six alphas, --sleep {s.w1_sleep:g}, threads worker -c 10; critical path "
                  f"{critical:g} s  (load {harness.load_average()})")
-        worker = self.start(harness.project_worker(self.url, self.work / "w1-worker.log", "threads", 10))
         six = alphas(6)
         samples = interleaved(s.reps, {
-            "sweep command (subprocess)": lambda: self.ours_cli(six, sleep=s.w1_sleep),
-            "submission to result (in-process)": lambda: self.ours_inprocess(six, sleep=s.w1_sleep),
+            "sweep command (subprocess)": lambda: self.ours_cli(six, sleep=s.w1_sleep, label=W1_LABEL),
+            "submission to result (in-process)": lambda: self.ours_inprocess(six, sleep=s.w1_sleep, label=W1_LABEL),
         })
         for sample in samples.values():
             self.show(sample)
         self.judge("W1 sweep command / critical path", samples["sweep command (subprocess)"].median / critical, 1.20)
         self.judge("W1 submission-to-result / critical path",
                    samples["submission to result (in-process)"].median / critical, 1.05)
-        self.w1_worker = worker
 
     def embedded(self) -> None:
         """`python cli.py run` on a fresh embedded stack and a reused one, against a running broker."""
         s = self.sizes
         self.out(f"\n== E: embedded stack start-up, `python cli.py run --json`  (load {harness.load_average()})")
-        worker = getattr(self, "w1_worker", None) or self.start(
-            harness.project_worker(self.url, self.work / "w1-worker.log", "threads", 10))
         base = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "PIPELINE_"))}
         counter = iter(range(10_000))
 
@@ -189,7 +208,7 @@ class Bench:
                     stop(state)
 
             samples = interleaved(s.reps, {
-                "run, broker+worker already running": lambda: self.ours_cli([None], command="run"),
+                "run, broker+worker already running": lambda: self.ours_cli([None], command="run", label=W1_LABEL),
                 "run, embedded stack first start": fresh,
                 "run, embedded stack reused": lambda: self.ours_cli([None], command="run",
                                                                     env=embedded_env(reused_dir)),
@@ -202,9 +221,6 @@ class Bench:
         ext = samples["run, broker+worker already running"].median
         self.judge("E first start adds", samples["run, embedded stack first start"].median - ext, 3.0, "s")
         self.judge("E reused stack adds", samples["run, embedded stack reused"].median - ext, None, "s")
-        if worker is not None:
-            self.stop(worker)
-            self.w1_worker = None
 
     def fan_out(self, label: str, n: int, target: float, sampler: RssSampler | None = None) -> dict[str, float]:
         """W2/W3: ``n`` alphas, no sleep, against plain Python and the bare canvas."""
@@ -213,53 +229,59 @@ class Bench:
         tasks = n_tasks(n)
         self.out(f"\n== {label}: {n} alphas ({tasks} tasks), no sleep, prefork worker -c 2  "
                  f"(load {harness.load_average()})")
-        samples = interleaved(s.reps, {
+        ours_pids = [self.prefork.pid, self.redis.proc.pid]
+        bare_pids = [self.bare_proc.pid, self.redis.proc.pid]
+        cpu: dict[str, list[float]] = {"ours": [], "bare": []}
+        measures = {
             "plain Python (sequential stages)": lambda: self.plain(values),
-            "bare Celery canvas (no record)": lambda: self.bare(values),
-            "ours: submission to result": lambda: self.ours_inprocess(values),
+            "bare canvas, compact body": self.with_cpu(lambda: self.bare(values), bare_pids, cpu["bare"]),
+            "ours: submission to result": self.with_cpu(lambda: self.ours_inprocess(values), ours_pids, cpu["ours"]),
             "ours: sweep command (subprocess)": lambda: self.ours_cli(values, sampler=sampler),
-        })
+        }
+        if n <= NAIVE_BARE_UP_TO:
+            measures["bare canvas, group body (naive)"] = lambda: self.bare(values, compact=False)
+        samples = interleaved(s.reps, measures)
         for sample in samples.values():
             self.show(sample)
         plain = samples["plain Python (sequential stages)"].median
-        bare = samples["bare Celery canvas (no record)"].median
+        bare = samples["bare canvas, compact body"].median
         ours = samples["ours: submission to result"].median
         cli = samples["ours: sweep command (subprocess)"].median
         self.judge(f"{label} ours / plain Python", ours / plain, target)
-        self.judge(f"{label} bare canvas / plain Python", bare / plain, None)
-        self.judge(f"{label} ours / bare canvas", ours / bare, None)
         self.judge(f"{label} sweep command / plain Python", cli / plain, None)
+        self.judge(f"{label} bare canvas (compact) / plain Python", bare / plain, None)
+        if "bare canvas, group body (naive)" in samples:
+            self.judge(f"{label} bare canvas (naive) / plain Python",
+                       samples["bare canvas, group body (naive)"].median / plain, None)
+        self.judge(f"{label} ours / bare canvas (compact)", ours / bare, None)
         self.judge(f"{label} overhead per task vs plain", (ours - plain) / tasks * 1000, None, "ms")
         self.judge(f"{label} overhead per task vs bare canvas", (ours - bare) / tasks * 1000, None, "ms")
+        cpu_ours, cpu_bare = (sorted(v)[len(v) // 2] / tasks * 1000 for v in (cpu["ours"], cpu["bare"]))
+        self.judge(f"{label} worker+redis CPU per task, ours", cpu_ours, None, "ms")
+        self.judge(f"{label} worker+redis CPU per task, bare canvas", cpu_bare, None, "ms")
         return {"plain": plain, "bare": bare, "ours": ours, "cli": cli, "tasks": tasks}
 
     def w2_w3(self, workloads: set[str]) -> None:
         s = self.sizes
-        worker = self.start(harness.project_worker(self.url, self.work / "w23-worker.log", "prefork", 2))
-        bare = self.start(harness.bare_worker(self.url, self.work / "bare-worker.log", 2))
-        try:
-            found = {}
-            if "W2" in workloads:
-                found["W2"] = self.fan_out("W2", s.w2_alphas, 2.0)
-            if "W3" in workloads:
-                with RssSampler({"project worker": worker.pid, "bare worker": bare.pid}) as sampler:
-                    found["W3"] = self.fan_out("W3", s.w3_alphas, 2.5, sampler)
-                self.out("  peak RSS (MiB), sampled every 50 ms:")
-                for name, mib in sampler.mib().items():
-                    self.out(f"    {name:<40} {mib:7.1f}")
-                ours_peak = max(v for k, v in sampler.mib().items() if not k.startswith("bare"))
-                self.judge("W3 largest process of ours (RSS)", ours_peak, 250, "MiB")
-            if {"W2", "W3"} <= set(found):
-                w2, w3 = found["W2"], found["W3"]
-                per2 = (w2["ours"] - w2["plain"]) / w2["tasks"] * 1000
-                per3 = (w3["ours"] - w3["plain"]) / w3["tasks"] * 1000
-                self.judge("W3/W2 overhead-per-task growth", per3 / per2 if per2 > 0 else float("nan"), None,
-                           "x", "(1.0 = linear in alphas) ")
-            if "W4" in workloads:
-                self.w4()
-        finally:
-            self.stop(worker)
-            self.stop(bare)
+        found = {}
+        if "W2" in workloads:
+            found["W2"] = self.fan_out("W2", s.w2_alphas, 2.0)
+        if "W3" in workloads:
+            roots = {"project worker": self.prefork.pid, "bare worker": self.bare_proc.pid,
+                     "redis-server": self.redis.proc.pid}
+            with RssSampler(roots) as sampler:
+                found["W3"] = self.fan_out("W3", s.w3_alphas, 2.5, sampler)
+            self.out("  peak RSS (MiB), sampled every 50 ms:")
+            for name, mib in sampler.mib().items():
+                self.out(f"    {name:<40} {mib:7.1f}")
+            ours = [v for k, v in sampler.mib().items() if k.startswith(("project", "CLI"))]
+            self.judge("W3 largest process of ours (RSS)", max(ours), 250, "MiB")
+        if {"W2", "W3"} <= set(found):
+            w2, w3 = found["W2"], found["W3"]
+            per2 = (w2["ours"] - w2["plain"]) / w2["tasks"] * 1000
+            per3 = (w3["ours"] - w3["plain"]) / w3["tasks"] * 1000
+            self.judge("W3/W2 overhead-per-task growth", per3 / per2 if per2 > 0 else float("nan"), None,
+                       "x", "(1.0 = linear in alphas) ")
 
     def w4(self) -> None:
         """Six alphas on a large dataset: I/O against compute, and the distributed wall time."""
@@ -285,18 +307,20 @@ class Bench:
 
 
 def run_all(workloads: set[str], sizes: Sizes, out: Callable[[str], None] = print) -> None:
-    """Start Redis, run the chosen workloads in order, stop everything."""
+    """Start Redis and the workers, run the chosen workloads in order, stop everything."""
     work = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
-    bench = Bench(work, sizes, out)
+    bench = None
     try:
+        bench = Bench(work, sizes, workloads, out)
         if "W1" in workloads:
             bench.w1()
         if "E" in workloads:
             bench.embedded()
-        elif getattr(bench, "w1_worker", None) is not None:
-            bench.stop(bench.w1_worker)
-        if workloads & {"W2", "W3", "W4"}:
+        if workloads & {"W2", "W3"}:
             bench.w2_w3(workloads)
+        if "W4" in workloads:
+            bench.w4()
     finally:
-        bench.close()
+        if bench is not None:
+            bench.close()
         shutil.rmtree(work, ignore_errors=True)
