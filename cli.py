@@ -225,7 +225,9 @@ def wait(run_id: str, as_json: bool) -> None:
 @click.option("--concurrency", type=int, default=None, help="Worker slots (default: number of CPUs).")
 @click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork", show_default=True)
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(labels: tuple[str, ...], concurrency: int | None, pool: str, loglevel: str) -> None:
+@click.option("--without-mingle", is_flag=True,
+              help="Skip the 1 s start-up sync with other workers (for a worker that is alone).")
+def worker(labels: tuple[str, ...], concurrency: int | None, pool: str, loglevel: str, without_mingle: bool) -> None:
     """Start a worker consuming the given labels' queues (the default queue without --label)."""
     for label in labels:
         validation.check_label(label)
@@ -236,7 +238,7 @@ def worker(labels: tuple[str, ...], concurrency: int | None, pool: str, loglevel
         fail("CELERY_BROKER_URL is not set: point it at your Redis (the embedded stack starts its own worker)")
     from pipeline.worker import run_worker
 
-    run_worker(labels, concurrency, pool, loglevel)
+    run_worker(labels, concurrency, pool, loglevel, mingle=not without_mingle)
 
 
 @cli.command()

@@ -60,5 +60,5 @@ def configure(app: Celery, settings: Settings) -> Celery:
     return app
 
 
-app = configure(Celery("pipeline", include=["pipeline.tasks", "pipeline.scheduling_tasks"]), get_settings())
+app = configure(Celery("pipeline", include=["pipeline.tasks", "pipeline.scheduling_tasks", "pipeline.fanout"]), get_settings())
 app.steps["worker"].add("pipeline.liveness:WorkerRecordStep")  # the worker's record of its queues

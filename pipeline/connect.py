@@ -29,7 +29,8 @@ class Connection:
 
 def embedded_worker_argv() -> list[str]:
     """The command the embedded stack runs its worker with."""
-    return [sys.executable, str(CLI_PATH), "worker", "--pool", "threads", "--concurrency", str(EMBEDDED_CONCURRENCY)]
+    return [sys.executable, str(CLI_PATH), "worker", "--pool", "threads", "--concurrency", str(EMBEDDED_CONCURRENCY),
+            "--without-mingle"]  # alone on its private Redis: nobody to sync with at start-up
 
 
 def connect(settings: Settings, announce=print) -> Connection:

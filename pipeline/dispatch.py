@@ -44,7 +44,9 @@ def freeze_ids(canvas: Signature) -> dict[str, str]:
 
 def send_recorded(ledger: Ledger, run_id: str, canvas: Signature) -> dict[str, str]:
     """Record the ids of ``canvas`` in the run record, then send it; return the ids."""
+    from pipeline.fanout import compact  # imports the Celery app; dispatch stays light
+
     ids = freeze_ids(canvas)
     ledger.record_task_ids(run_id, ids)
-    canvas.apply_async()
+    compact(canvas).apply_async()  # a wide chord's body travels as one fan-out task
     return ids

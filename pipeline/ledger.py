@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
@@ -281,6 +282,57 @@ class Ledger:
         keys = [*self._keys(run_id), self.task_ids_key(run_id), self.runs_index]
         return int(script(keys=keys, args=[run_id, updated or ""]))
 
+    # -- one round trip a task ------------------------------------------------------
+    @cached_property
+    def _begin_read(self):
+        return self.r.register_script(ledger_scripts.BEGIN_READ)
+
+    def begin_read(
+        self, run_id: str, key: str, read: Iterable[str] = (), known_created: str = "", task_id: str = ""
+    ) -> "BeginRead":
+        """:meth:`begin_task`, and in the same round trip what the task needs to run.
+
+        Also returns the run's ``created`` and ``artifacts`` fields, its parameters unless
+        ``known_created`` equals ``created`` (the caller already has them), and the stored
+        outputs of the task keys ``read`` (missing ones left out). ``task_id``: the Celery
+        id of the message, for a BEGIN script that checks it (passed as its 4th argument).
+        """
+        read = list(read)
+        guarded = getattr(self, "_guarded_keys", None)  # a ledger with per-task Celery ids
+        keys = guarded(run_id) if guarded else self._keys(run_id)[:7]
+        begin_args = [self.ttl, repr(time.time()), key, task_id or ""]
+        args = [*begin_args, known_created, *read, len(begin_args)]
+        verdict, attempts, created, artifacts, params, *outputs = self._begin_read(keys=keys, args=args)
+        return BeginRead(
+            Begin(verdict, int(attempts)), created or "", artifacts or "",
+            None if params is None else json.loads(params),
+            {k: json.loads(v) for k, v in zip(read, outputs) if v is not None},
+        )
+
+    def append_logs(self, run_id: str, key: str, lines: list[tuple[str, float]]) -> None:
+        """Store printed lines ``(line, unix time)`` of task ``key``, in order, in one round trip."""
+        if not lines:
+            return
+        stream = self._keys(run_id)[7]
+        pipe = self.r.pipeline(transaction=False)
+        for line, ts in lines:
+            pipe.xadd(stream, {"t": repr(ts), "task": key, "line": line})
+        pipe.expire(stream, self.ttl)
+        pipe.execute()
+
+    # -- waking a waiter when a run ends ----------------------------------------------
+    def signal_finished(self, run_id: str) -> None:
+        """Wake one :meth:`wait_signal` of ``run_id`` (the run just ended); kept 60 s."""
+        key = f"{self.run_key(run_id)}:done"
+        pipe = self.r.pipeline(transaction=False)
+        pipe.rpush(key, "1")
+        pipe.expire(key, 60)
+        pipe.execute()
+
+    def wait_signal(self, run_id: str, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds for :meth:`signal_finished`; True if it came."""
+        return self.r.blpop([f"{self.run_key(run_id)}:done"], timeout=timeout) is not None
+
 
 def _encode(value: Any) -> str:
     if isinstance(value, (dict, list, tuple)):
@@ -288,3 +340,16 @@ def _encode(value: Any) -> str:
     if value is None:
         return ""
     return str(value)
+
+
+@dataclass(frozen=True)
+class BeginRead:
+    """What :meth:`Ledger.begin_read` returns."""
+
+    begin: Begin
+    created: str
+    """The run's ``created`` field (identifies this incarnation of the run id)."""
+    artifacts: str
+    params: dict | None
+    """The run's parameters; None when the caller said it already had them."""
+    outputs: dict[str, Any] = field(default_factory=dict)

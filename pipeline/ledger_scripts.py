@@ -225,3 +225,28 @@ redis.call('ZREM', KEYS[#KEYS], ARGV[1])
 if updated == '' then return 0 end
 return 1
 """
+
+def _as_function(script: str, name: str) -> str:
+    """``script`` (one of the above, helpers included) as a Lua function ``name()``.
+
+    Its body keeps reading KEYS/ARGV and returns what the script returned, so a script
+    built on it stays exactly as atomic and as up to date as the one it wraps.
+    """
+    body = script[len(_COMMON):] if script.startswith(_COMMON) else script
+    return f"local function {name}()\n{body}\nend\n"
+
+
+BEGIN_READ = _COMMON + _as_function(BEGIN, "begin") + """
+-- ARGV: BEGIN's own arguments (ttl, now, key, ...); then the run's 'created' the caller
+-- knows ('' if none); then task keys whose stored outputs to return; last, how many of
+-- the arguments are BEGIN's (so BEGIN can take more without this script changing).
+-- Returns {verdict, attempts, created, artifacts, params (false if 'created' matched), outputs...}
+local res = begin()
+local nb = tonumber(ARGV[#ARGV])
+local run = redis.call('HMGET', KEYS[1], 'created', 'artifacts')
+local params = false
+if run[1] ~= ARGV[nb + 1] then params = redis.call('HGET', KEYS[1], 'params') end
+local out = {res[1], res[2], run[1], run[2], params}
+for i = nb + 2, #ARGV - 1 do out[#out + 1] = redis.call('HGET', KEYS[6], ARGV[i]) end
+return out
+"""

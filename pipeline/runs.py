@@ -142,6 +142,8 @@ def wait_for_run(
     own retries are spent it keeps trying every ``RECONNECT_EVERY`` seconds, calling
     ``on_connection(error)`` when the connection is lost and ``on_connection(None)`` when
     it is back. The run goes on in the workers meanwhile; only Ctrl-C stops the wait.
+    Between two reads it waits up to ``poll`` seconds for the signal the task that ends
+    the run sends (:meth:`Ledger.signal_finished`), so it returns at once when the run ends.
     """
     last = -1
     lost = False
@@ -164,7 +166,10 @@ def wait_for_run(
             last = done
         if state in FINISHED_RUN_STATES:
             return state
-        time.sleep(poll)
+        try:
+            ledger.wait_signal(run_id, poll)  # wakes at once when the task ending the run signals
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass  # the next read notices the outage and reports it
 
 
 def run_results(ledger: Ledger, run_id: str) -> dict[str, float]:

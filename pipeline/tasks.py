@@ -18,9 +18,11 @@ from pipeline import flow, stages
 from pipeline.artifacts import RunDir
 from pipeline.celery_app import app
 from pipeline.ledger import Ledger
+from pipeline.logbuffer import TaskLog
 from pipeline.logcapture import capture_lines
 from pipeline.redis_conn import shared_client
 from pipeline.settings import get_settings
+from pipeline.taskstart import start_task
 from pipeline.validation import BadInput, check_artifacts_root
 
 log = logging.getLogger(__name__)
@@ -28,10 +30,16 @@ log = logging.getLogger(__name__)
 Body = Callable[[RunDir, dict, "int | None", dict], Any]
 
 
+_ledgers: dict[str, Ledger] = {}
+
+
 def ledger() -> Ledger:
-    """The ledger in the Redis this app's results go to."""
+    """The ledger in the Redis this app's results go to (one per URL per process)."""
     url = app.conf.result_backend or app.conf.broker_url
-    return Ledger(shared_client(url), get_settings().retention_seconds)
+    book = _ledgers.get(url)
+    if book is None:
+        book = _ledgers[url] = Ledger(shared_client(url), get_settings().retention_seconds)
+    return book
 
 
 RECORD_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
@@ -61,26 +69,30 @@ def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
 
 def _execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     book = ledger()
-    begin = book.begin_task(run_id, key, task_id=task.request.id)
+    start = start_task(book, run_id, key, task.request.id)  # begin + params + inputs: one round trip
+    begin = start.begin
     if begin.verdict == "success":
-        return book.outputs(run_id, [key]).get(key)
+        return start.own_output
     if begin.verdict != "run":
         log.warning("not running %s of run %s: %s", key, run_id, begin.verdict)
         return None
-    run = book.get_run(run_id)
-    params = run["params"]
+    params = start.params
     n_branches = len(params["alphas"])
     _, index = flow.parse_key(key, n_branches)
-    inputs = book.outputs(run_id, flow.upstream(key, n_branches))
+    inputs = start.inputs
     try:
-        run_dir = RunDir(check_artifacts_root(run["artifacts"], get_settings().artifacts_allowed), run_id)
+        run_dir = RunDir(check_artifacts_root(start.artifacts, get_settings().artifacts_allowed), run_id)
     except BadInput as exc:  # a record pointing where this worker may not write: never retried
         book.finish_task(run_id, key, "Failed", error=str(exc), trigger_failed=flow.downstream(key, n_branches),
                          task_id=task.request.id)
         raise
+    lines = TaskLog(book, run_id, key)  # printed lines go out in one write, not one a line
     try:
-        with capture_lines(lambda line, ts: book.append_log(run_id, key, line, ts)):
-            output = body(run_dir, params, index, inputs)
+        try:
+            with capture_lines(lines.add):
+                output = body(run_dir, params, index, inputs)
+        finally:
+            lines.close()
     except RECORD_UNREACHABLE:
         raise  # a printed line could not be stored: not the stage's failure
     except Exception as exc:
@@ -89,10 +101,12 @@ def _execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
         if task.request.retries < retries:
             book.set_retrying(run_id, key, error, task_id=task.request.id)
             raise task.retry(exc=exc, countdown=float(params.get("retry_delay", 0)), max_retries=retries)
-        book.finish_task(run_id, key, "Failed", error=error, trigger_failed=flow.downstream(key, n_branches),
-                         task_id=task.request.id)
+        if book.finish_task(run_id, key, "Failed", error=error, trigger_failed=flow.downstream(key, n_branches),
+                            task_id=task.request.id):
+            book.signal_finished(run_id)  # the run ended: wake its waiter now, not at its next poll
         raise
-    book.finish_task(run_id, key, "Success", output=output, task_id=task.request.id)
+    if book.finish_task(run_id, key, "Success", output=output, task_id=task.request.id):
+        book.signal_finished(run_id)
     return output
 
 

@@ -1,8 +1,9 @@
 """Flow versions: a number that grows when the pipeline's definition changes, and only then.
 
 The definition is the parsed code (AST, so comments and formatting do not count) of the
-stages, the flow's shape and the canvas builder. Each new digest gets the next number
-in Redis, with the time it was first seen; each run records its number.
+stages (with the names they give files), the flow's shape and the canvas builder. Each
+new digest gets the next number in Redis, with the time it was first seen; each run
+records its number.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import redis
 
 from pipeline.settings import KEY_PREFIX
 
-DEFINITION_FILES = ("stages.py", "flow.py", "canvas.py")
+DEFINITION_FILES = ("stages.py", "naming.py", "flow.py", "canvas.py")
 """Modules (files of this package) whose code is the pipeline's definition."""
 
 _REGISTER = """
