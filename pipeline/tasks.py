@@ -18,7 +18,6 @@ from pipeline import flow, stages
 from pipeline.artifacts import RunDir
 from pipeline.celery_app import app
 from pipeline.ledger import Ledger
-from pipeline.logbuffer import TaskLog
 from pipeline.logcapture import capture_lines
 from pipeline.redis_conn import shared_client
 from pipeline.settings import get_settings
@@ -86,13 +85,10 @@ def _execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
         book.finish_task(run_id, key, "Failed", error=str(exc), trigger_failed=flow.downstream(key, n_branches),
                          task_id=task.request.id)
         raise
-    lines = TaskLog(book, run_id, key)  # printed lines go out in one write, not one a line
     try:
-        try:
-            with capture_lines(lines.add):
-                output = body(run_dir, params, index, inputs)
-        finally:
-            lines.close()
+        # each printed line is stored as it is printed: a killed process loses none of them
+        with capture_lines(lambda line, ts: book.append_log(run_id, key, line, ts)):
+            output = body(run_dir, params, index, inputs)
     except RECORD_UNREACHABLE:
         raise  # a printed line could not be stored: not the stage's failure
     except Exception as exc:

@@ -7,7 +7,6 @@ import time
 from conftest import run_cli
 from pipeline import flow, taskstart
 from pipeline.ledger import Ledger
-from pipeline.logbuffer import FLUSH_AFTER, TaskLog
 from pipeline.redis_conn import make_client
 
 
@@ -51,26 +50,6 @@ def test_start_task_never_serves_parameters_of_an_earlier_run_with_the_same_id(c
     assert second.inputs == {flow.train_key(2): "m.joblib", flow.PREPROCESS: ["tr.csv", "te.csv"]}
     third = taskstart.start_task(book, "tick-1", flow.cleanup_key(3))  # cached now: one round trip
     assert third.params is second.params and third.inputs == {flow.train_key(2): "m.joblib"}
-
-
-def test_task_log_writes_in_order_at_close_and_while_a_long_task_runs(clean_redis):
-    book = Ledger(make_client(clean_redis.url), 3600)
-    lines = TaskLog(book, "r1", "train_model[0]")
-    lines.add("train_model begin", 100.0)
-    lines.add("second", 100.5)
-    lines.close()
-    got = [(f["line"], f["t"], f["task"]) for _, f in book.read_logs("r1")]
-    assert got == [("train_model begin", "100.0", "train_model[0]"), ("second", "100.5", "train_model[0]")]
-
-    running = TaskLog(book, "r2", "download_dataset")
-    running.add("download_dataset begin", time.time())
-    deadline = time.time() + 10 * FLUSH_AFTER + 5
-    while not book.read_logs("r2") and time.time() < deadline:
-        time.sleep(0.05)
-    assert [f["line"] for _, f in book.read_logs("r2")] == ["download_dataset begin"]
-    running.add("download_dataset end", time.time())
-    running.close()
-    assert [f["line"] for _, f in book.read_logs("r2")] == ["download_dataset begin", "download_dataset end"]
 
 
 def test_sweep_logs_every_line_of_every_task(cli_env, clean_redis):
