@@ -237,16 +237,18 @@ def _as_function(script: str, name: str) -> str:
 
 
 BEGIN_READ = _COMMON + _as_function(BEGIN, "begin") + """
--- ARGV: BEGIN's own arguments (ttl, now, key, ...); then the run's 'created' the caller
--- knows ('' if none); then task keys whose stored outputs to return; last, how many of
+-- ARGV: BEGIN's own arguments (ttl, now, key, ...); then the parameters' version the
+-- caller knows ('' if none: 'created/restarts', returned in place of 'created'); then task keys whose stored outputs to return; last, how many of
 -- the arguments are BEGIN's (so BEGIN can take more without this script changing).
 -- Returns {verdict, attempts, created, artifacts, params (false if 'created' matched), outputs...}
 local res = begin()
 local nb = tonumber(ARGV[#ARGV])
-local run = redis.call('HMGET', KEYS[1], 'created', 'artifacts')
+local run = redis.call('HMGET', KEYS[1], 'created', 'artifacts', 'restarts')
+-- the parameters' version: the run's creation, and each restart (which may follow a fix)
+local version = (run[1] or '') .. '/' .. (run[3] or '0')
 local params = false
-if run[1] ~= ARGV[nb + 1] then params = redis.call('HGET', KEYS[1], 'params') end
-local out = {res[1], res[2], run[1], run[2], params}
+if version ~= ARGV[nb + 1] then params = redis.call('HGET', KEYS[1], 'params') end
+local out = {res[1], res[2], version, run[2], params}
 for i = nb + 2, #ARGV - 1 do out[#out + 1] = redis.call('HGET', KEYS[6], ARGV[i]) end
 return out
 """

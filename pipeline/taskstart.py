@@ -1,9 +1,10 @@
 """A task's start in one round trip: begin it, and read its run's parameters and inputs.
 
 A worker process keeps each run's parameters (with 2000 alphas, a 40 KB JSON document)
-after the first task of the run it executes, keyed by the run's ``created`` time, so a
-run id recorded anew after a prune is never served stale parameters. The ledger sends
-them again only when the ``created`` the worker knows no longer matches.
+after the first task of the run it executes, keyed by the run's ``created`` time and its
+restart count (a restart may follow a fix of the record), so a run id recorded anew
+after a prune, or restarted, is never served stale parameters. The ledger sends them
+again only when that version no longer matches the one the worker knows.
 """
 from __future__ import annotations
 

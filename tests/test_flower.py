@@ -1,6 +1,7 @@
 """Flower as a real process against the test Redis: API with auth, search by run, a browser view."""
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import shutil
@@ -12,6 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
+from pipeline import flow
 from conftest import CLI, ROOT, free_port, pipeline_env, poll, run_cli, stop_process
 
 AUTH = "ops:s3cret"
@@ -63,15 +65,19 @@ def test_flower_lists_every_task_of_a_run_and_refuses_anonymous(flower, tmp_path
     other = json.loads(run_cli("run", "--json", env=env).stdout)["run_id"]
     run_id = first.stderr.split("run ", 1)[1].split()[0]
 
-    tasks = poll(lambda: (t := run_tasks(base, run_id)) and len(t) == 2 + 6 + 6
+    # 14 stage tasks, and the fan-out task that sends the cleanups (pipeline/fanout.py)
+    tasks = poll(lambda: (t := run_tasks(base, run_id)) and len(t) == 2 + 6 + 6 + 1
                  and all(v["state"] == "SUCCESS" for v in t.values()) and t, "every task of the run in SUCCESS", 30)
     keys = sorted(json.dumps(v["kwargs"]) for v in tasks.values())
     assert all(run_id in k and other not in k for k in keys)
     names = {v["name"] for v in tasks.values()}
     assert names == {f"pipeline.{s}" for s in
-                     ("download_dataset", "preprocess_dataset", "train_model", "evaluate_model", "cleanup_file")}
+                     ("download_dataset", "preprocess_dataset", "train_model", "evaluate_model", "cleanup_file",
+                      "fan_out")}
+    keys = [ast.literal_eval(v["kwargs"])["key"] for v in tasks.values() if v["name"] != "pipeline.fan_out"]
+    assert sorted(keys) == sorted(flow.task_keys(3))  # each task shows its key
     assert all(v["runtime"] is not None and v["runtime"] >= 0 for v in tasks.values())
-    assert len(poll(lambda: len(run_tasks(base, other)) == 8 and run_tasks(base, other), "the other run", 30)) == 8
+    assert len(poll(lambda: len(run_tasks(base, other)) == 9 and run_tasks(base, other), "the other run", 30)) == 9
 
     with pytest.raises(urllib.error.HTTPError) as refused:
         get(f"{base}/api/tasks", auth=None)
@@ -87,7 +93,7 @@ def test_tasks_page_in_headless_chromium(flower, tmp_path):
     env = {**env, "PIPELINE_ARTIFACTS": str(tmp_path / "art")}
     result = run_cli("run", "--alpha", "0.5", "--json", env=env)
     run_id = json.loads(result.stdout)["run_id"]
-    poll(lambda: len(run_tasks(base, run_id)) == 8, "the run's 8 tasks in Flower", 30)
+    poll(lambda: len(run_tasks(base, run_id)) == 9, "the run's 8 tasks and its fan-out in Flower", 30)
     url = base.replace("http://", f"http://{AUTH}@") + "/tasks?name=pipeline.train_model"
     dom = subprocess.run(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
