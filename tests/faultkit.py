@@ -8,15 +8,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import psutil
-import pytest
 
-from conftest import RedisServer, Worker, pipeline_env, run_cli, start_redis, start_worker, stop_process
+from conftest import RedisServer, Worker, pipeline_env, poll, run_cli, start_redis, start_worker, stop_process  # noqa: F401  (poll re-exported)
 from pipeline import flow
 from pipeline.ledger import Ledger
 from pipeline.redis_conn import make_client
@@ -33,18 +30,6 @@ FAST_RESTORE = {
 retry countdown plus a 1 s stage) with room for a loaded machine: a shorter timeout
 restores messages a live worker still holds and runs them twice (attempts 2).
 """
-
-
-def poll(condition: Callable[[], object], what: str, timeout: float = 60.0, every: float = 0.05):
-    """Wait until ``condition()`` is truthy and return it; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(every)
 
 
 @dataclass

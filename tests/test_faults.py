@@ -55,7 +55,7 @@ def test_pool_process_killed_while_writing_leaves_no_partial_file(stack):
     run_id = stack.submit("--alphas", *TWO, "--n-samples", n)
     tmp, run_dir = stack.artifacts / ".tmp", stack.artifacts / run_id
     partial = poll(lambda: tmp.is_dir() and [p for p in tmp.iterdir() if p.name.startswith(f"pipeline-{run_id}.")],
-                   "download_dataset to start writing", every=0.01)
+                   "download_dataset to start writing", interval=0.01)
     (child,) = psutil.Process(worker.proc.pid).children()
     child.send_signal(signal.SIGKILL)
     poll(lambda: not psutil.pid_exists(child.pid) or child.status() == psutil.STATUS_ZOMBIE, "the pool process to die")
@@ -86,7 +86,7 @@ def test_whole_worker_killed_then_a_new_worker_finishes_the_run(tmp_path):
         second = stack.worker("--pool", "prefork", "--concurrency", "2")
         ready = time.time()
         poll(lambda: dict(client.zrange("unacked_index", 0, -1, withscores=True)) != delivered,
-             "the unacknowledged trains to be restored", 30, every=0.02)
+             "the unacknowledged trains to be restored", 30, interval=0.02)
         restored = time.time()
         assert restored - max(delivered.values()) >= timeout - 0.2  # not before the visibility timeout
         # and soon after it: at once if the new worker started later, else by the periodic scan
@@ -106,10 +106,13 @@ def test_retry_waiting_for_its_countdown_in_a_killed_worker_is_redelivered(stack
     run_dir, aside = stack.artifacts / run_id, stack.tmp / "train_dataset.csv"
     # while preprocess sleeps after writing its files, hide the train set: both trains fail once
     poll(lambda: ledger.task_states(run_id).get(flow.PREPROCESS) == "Running"
-         and (run_dir / "train_dataset.csv").exists(), "preprocess_dataset to write the train set", every=0.01)
+         and (run_dir / "train_dataset.csv").exists(), "preprocess_dataset to write the train set", interval=0.01)
     (run_dir / "train_dataset.csv").rename(aside)
     trains = [flow.train_key(0), flow.train_key(1)]
     poll(lambda: all(ledger.task_states(run_id).get(k) == "Retrying" for k in trains), "both trains to retry")
+    # a task is marked Retrying just before its message is acknowledged: wait for the acks
+    poll(lambda: stack.redis.client().hlen("unacked") == 2, "only the two retry messages to be held", 10,
+         interval=0.01)
     kill_group(first)  # the retries wait as ETA messages inside the killed worker
     assert stack.redis.client().hlen("unacked") == 2  # held by it, never acknowledged
     aside.rename(run_dir / "train_dataset.csv")

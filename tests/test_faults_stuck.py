@@ -56,7 +56,7 @@ def test_lost_chord_counter_is_flagged_stuck_and_restart_finishes_the_run(stack)
     ledger, client = stack.ledger(), stack.redis.client()
     run_id = stack.submit("--alphas", *TWO, "--sleep", str(SLEEP))
     # the first evaluation to end creates the chord's list of header results: delete it
-    counters = poll(lambda: list(client.scan_iter("*.j")), "the chord counter to appear", every=0.005)
+    counters = poll(lambda: list(client.scan_iter("*.j")), "the chord counter to appear", interval=0.005)
     client.delete(*counters)
     poll(lambda: all(ledger.task_states(run_id).get(flow.evaluate_key(i)) == "Success" for i in range(2)),
          "both evaluations to succeed")
@@ -76,7 +76,7 @@ def test_dropped_task_message_is_flagged_stuck_and_restart_finishes_the_run(stac
             return None
         return next(((raw, ids[i]) for raw, i in queued(client, "default") if i in ids), None)
 
-    raw, dropped = poll(waiting_train, "one train to run while the other waits in the queue", every=0.005)
+    raw, dropped = poll(waiting_train, "one train to run while the other waits in the queue", interval=0.005)
     assert client.lrem("default", 1, raw) == 1
     other = (trains - {dropped}).pop()
     poll(lambda: ledger.task_states(run_id).get(flow.evaluate_key(flow.parse_key(other, 2)[1])) == "Success",

@@ -118,7 +118,7 @@ def test_cleanup_of_a_name_pointing_outside_the_run_dir_is_refused(cli_env, clea
     from pipeline import flow
     from pipeline.ledger import Ledger
     from pipeline.redis_conn import make_client
-    from pipeline.runs import RunRequest, submit_run
+    from pipeline.runs import RunRequest
 
     victim = tmp_path / "artifacts" / "victim.txt"
     victim.parent.mkdir(parents=True)

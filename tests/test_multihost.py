@@ -28,12 +28,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 
 import hostnet
-from conftest import CLI, pipeline_env, redis_binary
+from conftest import CLI, pipeline_env, poll, redis_binary
 from pipeline import flow
 from pipeline.ledger import Ledger
 from pipeline.status import is_stuck
@@ -52,17 +52,6 @@ VISIBILITY = 8
 
 PROBE = str(Path(__file__).with_name("multihost_probe.py"))
 TASK_LINE = re.compile(r"Task (pipeline\.\w+)\[([0-9a-f-]+)\] (received|succeeded)")
-
-
-def poll(check: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
-    """Call ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @dataclass
@@ -285,7 +274,7 @@ def test_host_lost_mid_run(cluster, workers, loss):
     submitted = time.time()
     future = executor.submit(cluster.sweep, bucket, "--alphas", *alphas, "--sleep", "1")
     try:
-        run_id = poll(lambda: runs_since(ledger, submitted - 1), 60, "the run record")[0]
+        run_id = poll(lambda: runs_since(ledger, submitted - 1), "the run record", 60)[0]
 
         def held_by(host: str) -> set[str]:
             """The run's train_model tasks that ``host`` received and has not finished."""
@@ -302,7 +291,7 @@ def test_host_lost_mid_run(cluster, workers, loss):
                     return host
             return None
 
-        lost = poll(victim, 60, "a host running two train_model tasks", interval=0.05)
+        lost = poll(victim, "a host running two train_model tasks", 60, interval=0.05)
         survivor = next(h for h in WORKERS if h != lost)
         held = held_by(lost)
         if loss == "killed":
@@ -365,11 +354,11 @@ def test_message_popped_by_a_cut_host_is_lost_until_restart(cluster, workers):
 
     unacked = r.hlen("unacked")
     for attempt in range(5):  # host-a's BRPOP may time out between the cut and the move (rare): again
-        poll(lambda: brpop_clients(cluster, "host-a"), 30, "host-a's worker blocked in BRPOP", interval=0.01)
+        poll(lambda: brpop_clients(cluster, "host-a"), "host-a's worker blocked in BRPOP", 30, interval=0.01)
         cluster.net.cut("host-a")
         r.rpoplpush("lone", "host-a")
         # Until host-a's BRPOP ends on the server (a 1 s timeout, or the message), then look for the message.
-        poll(lambda: not brpop_clients(cluster, "host-a"), 10, "host-a's BRPOP to end")
+        poll(lambda: not brpop_clients(cluster, "host-a"), "host-a's BRPOP to end", 10)
         if r.llen("host-a") == 0:
             break
         r.rpoplpush("host-a", "lone")
@@ -384,12 +373,12 @@ def test_message_popped_by_a_cut_host_is_lost_until_restart(cluster, workers):
     stuck_env = {**env, "PIPELINE_STUCK_AFTER": "2"}
     start_workers(cluster, {"host-b": ("lone",)})
     assert ledger.task_states(run_id)["download_dataset"] == "Pending"
-    poll(lambda: is_stuck(ledger.get_run(run_id), 2), 10, "the run to count as stuck")
+    poll(lambda: is_stuck(ledger.get_run(run_id), 2), "the run to count as stuck", 10)
     restart = [sys.executable, CLI, "restart", run_id, "--no-wait", "--json"]
     done = cluster.net.run("client", restart, env=stuck_env, cwd=cluster.cwd("client"))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["stuck"] is True
-    poll(lambda: ledger.get_run(run_id)["state"] == "Success", 60, "the restarted run to finish")
+    poll(lambda: ledger.get_run(run_id)["state"] == "Success", "the restarted run to finish", 60)
     print(f"\n[popped] swallowed at attempt {attempt + 1}; run restarted and done "
           f"{time.time() - lost_at:.1f} s after the message was lost")
     assert all(row["attempts"] == 1 for row in ledger.tasks(run_id, flow.task_keys(1)))
