@@ -93,17 +93,16 @@ def compact(canvas: Signature | None, app: Celery | None = None) -> Signature | 
 def recorded_ids(run_id: str, keys: list[str]) -> list[str | None]:
     """The Celery id the run record expects for each of ``keys`` (None where none is recorded).
 
-    A ledger that records the ids of a frozen canvas before it is sent (so stale messages
-    can be told apart) has ``task_ids_key``; the fan-out then sends the body's tasks under
-    those ids. Without such a record Celery picks new ids.
+    The sender records the ids of the frozen canvas before sending it (so stale messages
+    can be told apart); the fan-out sends the body's tasks under those ids. Where none is
+    recorded, Celery picks a new id.
     """
     from pipeline.tasks import ledger  # the worker's ledger (imported late: tasks imports stages)
 
+    if not keys:
+        return []
     book = ledger()
-    ids_key = getattr(book, "task_ids_key", None)
-    if ids_key is None or not keys:
-        return [None] * len(keys)
-    return [i or None for i in book.r.hmget(ids_key(run_id), keys)]
+    return [i or None for i in book.r.hmget(book.task_ids_key(run_id), keys)]
 
 
 @app.task(name=FAN_OUT_TASK)

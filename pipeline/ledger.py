@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
@@ -269,8 +268,7 @@ class Ledger:
         entries older than that are looked at.
         """
         cutoff = (now or time.time()) - self.ttl
-        script = self.r.register_script(ledger_scripts.FORGET_EXPIRED)
-        return int(script(keys=[self.runs_index], args=[repr(cutoff), self.run_key(""), limit]))
+        return int(self._script("FORGET_EXPIRED")(keys=[self.runs_index], args=[repr(cutoff), self.run_key(""), limit]))
 
     def delete_run(self, run_id: str, updated: str | None) -> int:
         """Delete every key of ``run_id`` and its index entry, unless its ``updated`` field
@@ -278,15 +276,10 @@ class Ledger:
 
         Returns 1 (deleted), 0 (only leftovers of an expired record) or -1 (skipped).
         """
-        script = self.r.register_script(ledger_scripts.DELETE_RUN)
         keys = [*self._keys(run_id), self.task_ids_key(run_id), self.runs_index]
-        return int(script(keys=keys, args=[run_id, updated or ""]))
+        return int(self._script("DELETE_RUN")(keys=keys, args=[run_id, updated or ""]))
 
     # -- one round trip a task ------------------------------------------------------
-    @cached_property
-    def _begin_read(self):
-        return self.r.register_script(ledger_scripts.BEGIN_READ)
-
     def begin_read(
         self, run_id: str, key: str, read: Iterable[str] = (), known_created: str = "", task_id: str = ""
     ) -> "BeginRead":
@@ -295,30 +288,18 @@ class Ledger:
         Also returns the run's ``created`` and ``artifacts`` fields, its parameters unless
         ``known_created`` equals ``created`` (the caller already has them), and the stored
         outputs of the task keys ``read`` (missing ones left out). ``task_id``: the Celery
-        id of the message, for a BEGIN script that checks it (passed as its 4th argument).
+        id of the message (a stale one gets verdict ``stale``, as with :meth:`begin_task`).
         """
         read = list(read)
-        guarded = getattr(self, "_guarded_keys", None)  # a ledger with per-task Celery ids
-        keys = guarded(run_id) if guarded else self._keys(run_id)[:7]
         begin_args = [self.ttl, repr(time.time()), key, task_id or ""]
         args = [*begin_args, known_created, *read, len(begin_args)]
-        verdict, attempts, created, artifacts, params, *outputs = self._begin_read(keys=keys, args=args)
+        reply = self._script("BEGIN_READ")(keys=self._guarded_keys(run_id), args=args)
+        verdict, attempts, created, artifacts, params, *outputs = reply
         return BeginRead(
             Begin(verdict, int(attempts)), created or "", artifacts or "",
             None if params is None else json.loads(params),
             {k: json.loads(v) for k, v in zip(read, outputs) if v is not None},
         )
-
-    def append_logs(self, run_id: str, key: str, lines: list[tuple[str, float]]) -> None:
-        """Store printed lines ``(line, unix time)`` of task ``key``, in order, in one round trip."""
-        if not lines:
-            return
-        stream = self._keys(run_id)[7]
-        pipe = self.r.pipeline(transaction=False)
-        for line, ts in lines:
-            pipe.xadd(stream, {"t": repr(ts), "task": key, "line": line})
-        pipe.expire(stream, self.ttl)
-        pipe.execute()
 
     # -- waking a waiter when a run ends ----------------------------------------------
     def signal_finished(self, run_id: str) -> None:
