@@ -111,6 +111,21 @@ def poll(condition, what: str = "condition", timeout: float = 60.0, interval: fl
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
+def recorded_run(url: str, run_id: str, n_branches: int = 2):
+    """A ledger on ``url`` holding run ``run_id`` (never sent), each task expecting Celery id ``id-<key>``."""
+    from pipeline import flow
+    from pipeline.ledger import Ledger
+    from pipeline.redis_conn import make_client
+
+    book = Ledger(make_client(url), 3600)
+    keys = flow.task_keys(n_branches)
+    fields = {"id": run_id, "params": {"alphas": [1.0, 0.1, 0.01][:n_branches]}, "queue": "default",
+              "state": "Pending", "submitted": 1, "cancelled": 0}
+    assert book.create_run(run_id, fields, keys)
+    book.record_task_ids(run_id, {key: f"id-{key}" for key in keys})
+    return book
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
     """One redis-server for the whole session (tests flush it)."""

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline import flow
 from pipeline.ledger import Ledger
-from test_sweep_integration import ledger_for
+from conftest import recorded_run
 
 RUN = "20260101T000000Z-1a7e00"
 N = 2
@@ -19,11 +19,7 @@ TRAIN = flow.train_key(0)
 @pytest.fixture
 def ledger(clean_redis) -> Ledger:
     """A two-branch run whose train_model[0] ran twice (same message) and succeeded on the second host."""
-    book = ledger_for(clean_redis.url)
-    fields = {"id": RUN, "params": {"alphas": [1.0, 0.1]}, "queue": "default", "state": "Pending",
-              "submitted": 1, "cancelled": 0}
-    assert book.create_run(RUN, fields, flow.task_keys(N))
-    book.record_task_ids(RUN, {key: f"id-{key}" for key in flow.task_keys(N)})
+    book = recorded_run(clean_redis.url, RUN)
     for key in (flow.DOWNLOAD, flow.PREPROCESS):
         finish(book, key)
     assert begin(book, TRAIN) == ("run", 1)  # host A, then cut off

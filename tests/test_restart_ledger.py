@@ -11,7 +11,7 @@ from pipeline.dispatch import frozen_ids, freeze_ids
 from pipeline.ledger import Ledger
 from pipeline.restart import keys_to_rerun
 from pipeline.status import is_stuck
-from test_sweep_integration import ledger_for
+from conftest import recorded_run
 
 RUN = "20260101T000000Z-abcdef"
 KEYS = flow.task_keys(2)
@@ -19,11 +19,7 @@ KEYS = flow.task_keys(2)
 
 @pytest.fixture
 def ledger(clean_redis) -> Ledger:
-    book = ledger_for(clean_redis.url)
-    fields = {"id": RUN, "params": {"alphas": [1.0, 0.1]}, "queue": "default", "state": "Pending",
-              "submitted": 1, "cancelled": 0}
-    assert book.create_run(RUN, fields, KEYS)
-    book.record_task_ids(RUN, {key: f"id-{key}" for key in KEYS})
+    book = recorded_run(clean_redis.url, RUN)
     return book
 
 
