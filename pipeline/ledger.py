@@ -276,7 +276,7 @@ class Ledger:
 
         Returns 1 (deleted), 0 (only leftovers of an expired record) or -1 (skipped).
         """
-        keys = [*self._keys(run_id), self.task_ids_key(run_id), self.runs_index]
+        keys = [*self._keys(run_id), self.task_ids_key(run_id), self.done_key(run_id), self.runs_index]
         return int(self._script("DELETE_RUN")(keys=keys, args=[run_id, updated or ""]))
 
     # -- one round trip a task ------------------------------------------------------
@@ -302,9 +302,13 @@ class Ledger:
         )
 
     # -- waking a waiter when a run ends ----------------------------------------------
+    def done_key(self, run_id: str) -> str:
+        """List the task that ends ``run_id`` pushes to (see :meth:`signal_finished`)."""
+        return f"{self.run_key(run_id)}:done"
+
     def signal_finished(self, run_id: str) -> None:
         """Wake one :meth:`wait_signal` of ``run_id`` (the run just ended); kept 60 s."""
-        key = f"{self.run_key(run_id)}:done"
+        key = self.done_key(run_id)
         pipe = self.r.pipeline(transaction=False)
         pipe.rpush(key, "1")
         pipe.expire(key, 60)
@@ -312,7 +316,7 @@ class Ledger:
 
     def wait_signal(self, run_id: str, timeout: float) -> bool:
         """Block up to ``timeout`` seconds for :meth:`signal_finished`; True if it came."""
-        return self.r.blpop([f"{self.run_key(run_id)}:done"], timeout=timeout) is not None
+        return self.r.blpop([self.done_key(run_id)], timeout=timeout) is not None
 
 
 def _encode(value: Any) -> str:
