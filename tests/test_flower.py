@@ -87,6 +87,22 @@ def test_flower_lists_every_task_of_a_run_and_refuses_anonymous(flower, tmp_path
     assert wrong.value.code == 401
 
 
+def test_flower_shows_a_running_task_as_started(flower, tmp_path):
+    """STARTED comes from the worker's task-started event (results are not stored), sent in
+    the worker's next event batch (pipeline/worker_consumer.py), while the task still runs."""
+    base, env = flower
+    env = {**env, "PIPELINE_ARTIFACTS": str(tmp_path / "art")}
+    run_id = json.loads(run_cli("run", "--sleep", "3", "--no-wait", "--json", env=env).stdout)["run_id"]
+    started = poll(lambda: [v for v in run_tasks(base, run_id).values()
+                            if v["name"] == "pipeline.download_dataset" and v["state"] == "STARTED"],
+                   "download_dataset STARTED in Flower", 10)
+    assert started[0]["started"] is not None
+    done = poll(lambda: [v for v in run_tasks(base, run_id).values()
+                         if v["name"] == "pipeline.download_dataset" and v["state"] == "SUCCESS"],
+                "download_dataset SUCCESS in Flower", 20)
+    assert done[0]["runtime"] >= 3
+
+
 @pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_tasks_page_in_headless_chromium(flower, tmp_path):
     base, env = flower
