@@ -49,6 +49,7 @@ def celery_config(settings: Settings) -> dict:
         # chord's parts without stored results. Storing them cost a GET, SET and PUBLISH
         # per state, twice a task (bench/RESULTS.md).
         "task_ignore_result": True,
+        "worker_consumer": "pipeline.worker_consumer:BatchedEventsConsumer",
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_hijack_root_logger": True,
         "worker_redirect_stdouts": True,

@@ -1,0 +1,48 @@
+"""The worker's consumer, with task events sent in batches a few times a second.
+
+Celery already buffers a worker's task events (``task-received``, ``task-started``,
+``task-succeeded``, ...) and publishes each buffer as one ``task.multi`` message, but it
+flushes on the next turn of the event loop, which in practice holds one event: three
+Redis publishes per task, about 40 % of the worker's main process in a wide sweep
+(bench/RESULTS.md). This consumer flushes at most every :data:`EVENT_FLUSH_INTERVAL`
+seconds (or when Celery's buffer limit of 24 events is reached), so a publish carries
+many events. Flower and ``celery events`` read ``task.multi`` like single events; they see
+a task's state change up to that interval later. Buffered events are flushed when the
+consumer stops.
+"""
+from __future__ import annotations
+
+from celery.worker.consumer import Consumer
+
+EVENT_FLUSH_INTERVAL = 0.1
+"""Seconds a buffered task event may wait before it is published."""
+
+
+class BatchedEventsConsumer(Consumer):
+    """A Celery consumer that publishes buffered task events every :data:`EVENT_FLUSH_INTERVAL` s."""
+
+    _flush_pending = False
+
+    def on_send_event_buffered(self) -> None:
+        """Called by the event dispatcher for every buffered event (any thread)."""
+        if self.hub and not self._flush_pending:
+            self._flush_pending = True
+            # call_soon is thread-safe; the timer is only touched from the loop's thread
+            self.hub.call_soon(self._schedule_flush)
+
+    def _schedule_flush(self) -> None:
+        self.hub.call_later(EVENT_FLUSH_INTERVAL, self._flush_buffered)
+
+    def _flush_buffered(self) -> None:
+        self._flush_pending = False
+        self._flush_events()
+
+    def stop(self) -> None:
+        """Publish what is buffered, then stop as Celery's consumer does."""
+        self._flush_events()
+        super().stop()
+
+    def shutdown(self) -> None:
+        """Publish what is buffered, then shut down as Celery's consumer does."""
+        self._flush_events()
+        super().shutdown()

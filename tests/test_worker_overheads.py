@@ -1,0 +1,63 @@
+"""What a worker skips or batches for speed (bench/RESULTS.md), against a real Redis and worker.
+
+- task events go out in batches (``task.multi``), yet every task's received, started and
+  succeeded events arrive (pipeline/worker_consumer.py);
+- Celery's result store stays empty (``task_ignore_result``) while chords still complete.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections import Counter
+
+from conftest import pipeline_env, run_cli, start_worker, stop_process
+from pipeline import flow
+
+WORKER_EVENTS = ("task-received", "task-started", "task-succeeded")
+
+
+def decode(raw: bytes) -> list[dict]:
+    """The events in one message published on Celery's event exchange."""
+    envelope = json.loads(raw)
+    body = envelope["body"]
+    if envelope["properties"].get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    events = json.loads(body)
+    return events if isinstance(events, list) else [events]
+
+
+def test_prefork_worker_batches_events_and_stores_no_results(clean_redis, tmp_path):
+    worker = start_worker(clean_redis.url, tmp_path / "worker.log", "--pool", "prefork", "--concurrency", "2",
+                          "--label", "overheads")
+    client = clean_redis.client()
+    pubsub = client.pubsub()
+    pubsub.psubscribe("*celeryev*")
+    assert pubsub.get_message(timeout=5)["type"] == "psubscribe"
+    try:
+        env = pipeline_env(clean_redis.url, PIPELINE_ARTIFACTS=str(tmp_path / "art"))
+        result = run_cli("sweep", "--alphas", "1.0", "0.1", "0.01", "--label", "overheads", "--json", env=env)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["state"] == "Success"  # the chord completed without stored results
+        n_tasks = len(flow.task_keys(3)) + 1  # and the fan-out task
+
+        seen: Counter = Counter()
+        messages = 0
+        deadline = time.time() + 10
+        while time.time() < deadline and seen["task-succeeded"] < n_tasks:
+            message = pubsub.get_message(timeout=0.5)
+            if not message or message["type"] != "pmessage":
+                continue
+            events = [e for e in decode(message["data"]) if e["type"] in WORKER_EVENTS]
+            if events:
+                messages += 1
+                seen.update(e["type"] for e in events)
+    finally:
+        pubsub.close()
+        stop_process(worker.proc)
+
+    assert all(seen[kind] == n_tasks for kind in WORKER_EVENTS), seen
+    events = sum(seen.values())
+    assert messages * 3 <= events, f"{events} task events in {messages} publishes: not batched"
+    assert not list(client.scan_iter("celery-task-meta-*")), "Celery results were stored"
+
