@@ -18,6 +18,7 @@ def celery_config(settings: Settings) -> dict:
     }
     return {
         "broker_url": settings.broker_url,
+        **broker_transport(settings.broker_url),
         "result_backend": settings.result_backend,
         "task_serializer": "json",
         "result_serializer": "json",
@@ -57,6 +58,14 @@ def celery_config(settings: Settings) -> dict:
         "timezone": "UTC",
         "broker_channel_error_retry": True,
     }
+
+
+def broker_transport(url: str | None) -> dict:
+    """Our kombu transport for a plain ``redis://`` broker (see :mod:`pipeline.kombu_redis`).
+
+    Other schemes (``rediss://``, sockets, sentinel) keep kombu's own transport.
+    """
+    return {"broker_transport": "pipeline.kombu_redis:Transport" if (url or "").startswith("redis://") else None}
 
 
 def configure(app: Celery, settings: Settings) -> Celery:

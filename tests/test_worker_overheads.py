@@ -2,7 +2,8 @@
 
 - task events go out in batches (``task.multi``), yet every task's received, started and
   succeeded events arrive (pipeline/worker_consumer.py);
-- Celery's result store stays empty (``task_ignore_result``) while chords still complete.
+- Celery's result store stays empty (``task_ignore_result``) while chords still complete;
+- kombu's channel reuses one Redis client object (pipeline/kombu_redis.py).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import base64
 import json
 import time
 from collections import Counter
+from dataclasses import replace
 
 from conftest import pipeline_env, run_cli, start_worker, stop_process
 from pipeline import flow
@@ -61,3 +63,19 @@ def test_prefork_worker_batches_events_and_stores_no_results(clean_redis, tmp_pa
     assert messages * 3 <= events, f"{events} task events in {messages} publishes: not batched"
     assert not list(client.scan_iter("celery-task-meta-*")), "Celery results were stored"
 
+
+def test_kombu_channel_reuses_its_client_until_the_pool_changes(clean_redis):
+    from pipeline.celery_app import app, configure
+    from pipeline.kombu_redis import Channel
+    from pipeline.settings import get_settings
+
+    configure(app, replace(get_settings(), broker_url=clean_redis.url, result_backend=clean_redis.url))
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        assert isinstance(channel, Channel)
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            assert first is second
+            first.set("kombu-reuse", "1")
+        channel._pool = None  # what kombu does after a connection error
+        with channel.conn_or_acquire() as third:
+            assert third is not first and third.get("kombu-reuse") == b"1"
