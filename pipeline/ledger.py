@@ -152,9 +152,6 @@ class Ledger:
                 *trigger_failed]
         return self._finish(keys=self._guarded_keys(run_id), args=args) or ""
 
-        args = [self.ttl, repr(time.time()), REFERENCE_STAGE + "[", key, state, out, error, *trigger_failed]
-        return self._finish(keys=self._keys(run_id), args=args) or ""
-
     def outputs(self, run_id: str, keys: Iterable[str]) -> dict[str, Any]:
         """Stored outputs of ``keys`` (missing ones left out)."""
         keys = list(keys)
