@@ -10,35 +10,46 @@ running task, a stuck run's message redelivered late) may still arrive, and it g
 """
 from __future__ import annotations
 
+from typing import Iterator
+
 from celery.canvas import Signature, _chain, chord, group
+from kombu.utils.uuid import uuid
 
 from pipeline.ledger import Ledger
+
+
+def _task_signatures(canvas: Signature | list) -> Iterator[Signature]:
+    """Every task signature of ``canvas`` (chain, chord and group members included)."""
+    if isinstance(canvas, chord):
+        yield from _task_signatures(canvas.tasks)
+        yield from _task_signatures(canvas.body)
+    elif isinstance(canvas, (_chain, group, list, tuple)):
+        for member in canvas.tasks if isinstance(canvas, Signature) else canvas:
+            yield from _task_signatures(member)
+    else:
+        yield canvas
 
 
 def frozen_ids(canvas: Signature) -> dict[str, str]:
     """Task key -> Celery id of every task signature in a frozen ``canvas``."""
     ids: dict[str, str] = {}
-
-    def walk(sig: Signature | list) -> None:
-        if isinstance(sig, chord):
-            walk(sig.tasks)
-            walk(sig.body)
-        elif isinstance(sig, (_chain, group, list, tuple)):
-            for member in sig.tasks if isinstance(sig, Signature) else sig:
-                walk(member)
-        else:
-            task_id = sig.options.get("task_id")
-            if not task_id:
-                raise ValueError(f"signature {sig!r} has no task id: freeze the canvas first")
-            ids[sig.kwargs["key"]] = task_id
-
-    walk(canvas)
+    for sig in _task_signatures(canvas):
+        task_id = sig.options.get("task_id")
+        if not task_id:
+            raise ValueError(f"signature {sig!r} has no task id: freeze the canvas first")
+        ids[sig.kwargs["key"]] = task_id
     return ids
 
 
 def freeze_ids(canvas: Signature) -> dict[str, str]:
-    """Freeze ``canvas`` (fix every task id) and return task key -> Celery id."""
-    canvas.freeze()
+    """Fix the Celery id of every task signature of ``canvas``; return task key -> id.
+
+    Only the task signatures get ids here (Celery keeps them when it applies the canvas);
+    a full ``canvas.freeze()`` would also build every result object, which ``apply_async``
+    does again: that doubled the time to submit a wide sweep (bench/RESULTS.md).
+    """
+    for sig in _task_signatures(canvas):
+        sig.options.setdefault("task_id", uuid())
     return frozen_ids(canvas)
 
 
