@@ -52,7 +52,11 @@ def main() -> int:
     if args.bare:
         target = ["-m", "celery", "-A", "bench.bare_tasks", "worker", "-Q", harness.BARE_QUEUE, "-P", "solo"]
     else:
-        target = [harness.CLI, "worker", "--pool", "solo"]
+        # the worker `python cli.py worker --pool solo` runs, through `celery` itself: the CLI
+        # leaves with os._exit, which would skip cProfile writing its file
+        from pipeline.worker import worker_argv
+
+        target = ["-m", "celery", "-A", "pipeline.tasks", *worker_argv([], None, "solo")]
     argv = [sys.executable, "-m", "cProfile", "-o", worker_prof, *target, "--loglevel", "INFO"]
     log = work / "worker.log"
     proc = subprocess.Popen(argv, cwd=harness.ROOT, env=harness.pipeline_env(server.url),
