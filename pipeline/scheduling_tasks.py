@@ -59,6 +59,9 @@ def run_tick(
     autoretry_for=(redis.ConnectionError, redis.TimeoutError),
     retry_backoff=True,
     max_retries=5,
+    # unlike the stage tasks, a tick keeps its Celery result (once a minute): the run it
+    # made, or REVOKED when its message expired before a worker took it
+    ignore_result=False,
 )
 def scheduled_run(
     self: Task,
