@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 from sklearn.base import RegressorMixin
 from sklearn.linear_model import LinearRegression, Ridge
 
-from pipeline import artifacts, stages
+from pipeline import stages, store
 from pipeline.local import run_local
 from pipeline.runs import RunRequest
 
@@ -73,11 +73,11 @@ def profile_flow(root: Path, alphas: list[float], n_samples: int) -> Timers:
     t = Timers()
     np_proxy = _Proxy(stages.np, loadtxt=t.wrap("loadtxt", stages.np.loadtxt),
                       savetxt=t.wrap("savetxt", stages.np.savetxt))
-    os_proxy = _Proxy(artifacts.os, fsync=t.wrap("fsync", os.fsync))
+    os_proxy = _Proxy(store.os, fsync=t.wrap("fsync", os.fsync))
     run_id = f"profile-{secrets.token_hex(4)}"
     with ExitStack() as stack:
         stack.enter_context(_patched(stages, "np", np_proxy))
-        stack.enter_context(_patched(artifacts, "os", os_proxy))
+        stack.enter_context(_patched(store, "os", os_proxy))
         stack.enter_context(_patched(stages, "dump", t.wrap("joblib.dump", stages.dump)))
         stack.enter_context(_patched(stages, "load", t.wrap("joblib.load", stages.load)))
         stack.enter_context(_patched(stages, "train_test_split", t.wrap("train_test_split", stages.train_test_split)))
