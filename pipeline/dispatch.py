@@ -46,7 +46,7 @@ def freeze_ids(canvas: Signature) -> dict[str, str]:
 
     Only the task signatures get ids here (Celery keeps them when it applies the canvas);
     a full ``canvas.freeze()`` would also build every result object, which ``apply_async``
-    does again: that doubled the time to submit a wide sweep (bench/RESULTS.md).
+    does again: about 40 % of the time to submit a 200-alpha sweep (bench/RESULTS.md).
     """
     for sig in _task_signatures(canvas):
         sig.options.setdefault("task_id", uuid())
