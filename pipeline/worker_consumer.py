@@ -12,29 +12,39 @@ consumer stops.
 """
 from __future__ import annotations
 
+import time
+
 from celery.worker.consumer import Consumer
 
 EVENT_FLUSH_INTERVAL = 0.1
 """Seconds a buffered task event may wait before it is published."""
 
+LOST_FLUSH_AFTER = 1.0
+"""Seconds after which a scheduled flush that never ran counts as lost (the consumer's
+event loop was reset, say after a broker connection error) and the next event schedules
+another."""
+
 
 class BatchedEventsConsumer(Consumer):
     """A Celery consumer that publishes buffered task events every :data:`EVENT_FLUSH_INTERVAL` s."""
 
-    _flush_pending = False
+    _flush_scheduled_until = 0.0
+    """While monotonic time is below this, a flush is scheduled: events need not schedule one."""
 
     def on_send_event_buffered(self) -> None:
         """Called by the event dispatcher for every buffered event (any thread)."""
-        if self.hub and not self._flush_pending:
-            self._flush_pending = True
-            # call_soon is thread-safe; the timer is only touched from the loop's thread
-            self.hub.call_soon(self._schedule_flush)
+        now = time.monotonic()
+        if not self.hub or now < self._flush_scheduled_until:
+            return
+        self._flush_scheduled_until = now + EVENT_FLUSH_INTERVAL + LOST_FLUSH_AFTER
+        # call_soon is thread-safe; the timer is only touched from the loop's thread
+        self.hub.call_soon(self._schedule_flush)
 
     def _schedule_flush(self) -> None:
         self.hub.call_later(EVENT_FLUSH_INTERVAL, self._flush_buffered)
 
     def _flush_buffered(self) -> None:
-        self._flush_pending = False
+        self._flush_scheduled_until = 0.0
         self._flush_events()
 
     def stop(self) -> None:

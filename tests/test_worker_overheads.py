@@ -79,3 +79,48 @@ def test_kombu_channel_reuses_its_client_until_the_pool_changes(clean_redis):
         channel._pool = None  # what kombu does after a connection error
         with channel.conn_or_acquire() as third:
             assert third is not first and third.get("kombu-reuse") == b"1"
+
+
+class RecordingHub:
+    """Stands in for kombu's hub: records what the consumer schedules, runs it on demand."""
+
+    def __init__(self) -> None:
+        self.soon: list = []
+        self.later: list = []
+
+    def call_soon(self, callback) -> None:
+        self.soon.append(callback)
+
+    def call_later(self, delay: float, callback) -> None:
+        self.later.append((delay, callback))
+
+
+def test_event_flush_is_scheduled_once_and_again_after_a_lost_timer(monkeypatch):
+    from pipeline import worker_consumer
+    from pipeline.worker_consumer import EVENT_FLUSH_INTERVAL, LOST_FLUSH_AFTER, BatchedEventsConsumer
+
+    clock = [100.0]
+    monkeypatch.setattr(worker_consumer.time, "monotonic", lambda: clock[0])
+    consumer = BatchedEventsConsumer.__new__(BatchedEventsConsumer)  # only the flush logic is under test
+    consumer.hub, flushes = RecordingHub(), []
+    consumer._flush_events = lambda: flushes.append(clock[0])
+
+    for _ in range(5):  # a burst of events: one flush scheduled
+        consumer.on_send_event_buffered()
+    assert len(consumer.hub.soon) == 1
+    consumer.hub.soon.pop()()
+    delay, flush = consumer.hub.later.pop()
+    assert delay == EVENT_FLUSH_INTERVAL
+    clock[0] += delay
+    flush()
+    assert flushes == [clock[0]]
+
+    consumer.on_send_event_buffered()  # the next event schedules the next flush
+    assert len(consumer.hub.soon) == 1
+    consumer.hub.soon.clear()  # ... which is lost: the event loop was reset
+    clock[0] += EVENT_FLUSH_INTERVAL
+    consumer.on_send_event_buffered()
+    assert not consumer.hub.soon, "rescheduled while the first could still run"
+    clock[0] += LOST_FLUSH_AFTER
+    consumer.on_send_event_buffered()
+    assert len(consumer.hub.soon) == 1, "a lost flush must not stop events for good"
