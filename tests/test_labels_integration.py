@@ -46,7 +46,7 @@ def test_label_routing_waits_for_a_matching_worker(clean_redis, tmp_path):
     fast_expiry = dict(env, PIPELINE_WORKER_TTL="2", PIPELINE_WORKER_HEARTBEAT="0.5")
     r = clean_redis.client()
     worker_a = start_worker(clean_redis.url, tmp_path / "a.log", "--label", "lbl-a", "--pool", "threads",
-                            "--concurrency", "4", env=fast_expiry)
+                            "--concurrency", "4", "--log-tasks", env=fast_expiry)
     worker_b = None
     try:
         assert label_workers(r) == [["lbl-a"]]  # written before the worker said ready
@@ -74,7 +74,7 @@ def test_label_routing_waits_for_a_matching_worker(clean_redis, tmp_path):
 
         # A worker consuming B (and C) starts: the waiting run completes there.
         worker_b = start_worker(clean_redis.url, tmp_path / "b.log", "--label", "lbl-b", "--label", "lbl-c",
-                                "--pool", "threads", "--concurrency", "4", env=env)
+                                "--pool", "threads", "--concurrency", "4", "--log-tasks", env=env)
         assert label_workers(r) == [["lbl-a"], ["lbl-b", "lbl-c"]]
         assert wait_for_run(ledger, run_b) == "Success"
         assert all(row["attempts"] == 1 for row in ledger.tasks(run_b, flow.task_keys(2)))

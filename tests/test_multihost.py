@@ -162,7 +162,7 @@ def start_workers(cluster: Cluster, labels: dict[str, tuple[str, ...]]) -> dict[
     started = {}
     for host, host_labels in labels.items():
         log = cluster.base / f"{host}-worker-{uuid.uuid4().hex[:6]}.log"
-        argv = [sys.executable, CLI, "worker", "--pool", "threads", "--concurrency", "2"]
+        argv = [sys.executable, CLI, "worker", "--pool", "threads", "--concurrency", "2", "--log-tasks"]
         for label in host_labels:
             argv += ["--label", label]
         proc = cluster.net.start(host, argv, log, env=cluster.env(host), cwd=cluster.cwd(host))

@@ -236,7 +236,7 @@ def hosts(redis_server, moto, tmp_path_factory) -> Iterator[list[Host]]:
             tmp.mkdir()
             env = pipeline_env(redis_server.url, TMPDIR=str(tmp), **moto.env())
             worker = start_worker(redis_server.url, base / "worker.log", "--label", LABEL, "--pool", "threads",
-                                  "--concurrency", "1", env=env, cwd=cwd)
+                                  "--concurrency", "1", "--log-tasks", env=env, cwd=cwd)
             started.append(Host(worker, cwd, tmp))
         yield started
     finally:

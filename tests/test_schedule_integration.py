@@ -44,7 +44,7 @@ def sched_worker(redis_server, sched_artifacts, tmp_path_factory):
     log = tmp_path_factory.mktemp("schedworker") / "worker.log"
     env = pipeline_env(redis_server.url, PIPELINE_ARTIFACTS=str(sched_artifacts))
     worker = start_worker(redis_server.url, log, "--label", LABEL, "--pool", "threads", "--concurrency", "10",
-                          env=env)
+                          "--log-tasks", env=env)
     yield worker
     stop_process(worker.proc)
 

@@ -3,6 +3,7 @@
 - task events go out in batches (``task.multi``), yet every task's received, started and
   succeeded events arrive (pipeline/worker_consumer.py);
 - Celery's result store stays empty (``task_ignore_result``) while chords still complete;
+- without ``--log-tasks`` the worker's log has no per-task "received"/"succeeded" lines;
 - kombu's channel reuses one Redis client object (pipeline/kombu_redis.py).
 """
 from __future__ import annotations
@@ -59,6 +60,9 @@ def test_prefork_worker_batches_events_and_stores_no_results(clean_redis, tmp_pa
         stop_process(worker.proc)
 
     assert all(seen[kind] == n_tasks for kind in WORKER_EVENTS), seen
+    log = worker.text()  # no --log-tasks: Celery's per-task lines are left out, printed lines stay
+    assert "] received" not in log and " succeeded in " not in log
+    assert log.count("train_model begin") == 3
     events = sum(seen.values())
     assert messages * 3 <= events, f"{events} task events in {messages} publishes: not batched"
     assert not list(client.scan_iter("celery-task-meta-*")), "Celery results were stored"
