@@ -23,12 +23,14 @@ from pipeline import stages
 from pipeline.artifacts import RunDir
 from pipeline.celery_app import celery_config
 from pipeline.settings import get_settings
+from pipeline.worker import quiet_task_lines
 
 QUEUE = "bench_bare"
 
 app = Celery("bench_bare")
 app.conf.update(celery_config(get_settings()))
 app.conf.task_default_queue = QUEUE
+quiet_task_lines()  # as the project's worker runs by default (no --log-tasks): a like-for-like log
 
 _client: redis.Redis | None = None
 
