@@ -33,12 +33,24 @@ def publish_raw(url: str, body: bytes, content_type: str, task: str = "pipeline.
                                content_encoding="binary" if isinstance(body, bytes) else "utf-8", headers=headers)
 
 
+def task_body(run_id: str, key: str) -> bytes:
+    """A well-formed JSON task message body (protocol 2) with kwargs ``run_id`` and ``key``."""
+    return json.dumps([[], {"run_id": run_id, "key": key},
+                       {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]).encode()
+
+
+def publish_until_logged(url: str, worker, body: bytes, content_type: str, logged: str, what: str) -> None:
+    """Publish ``body`` and wait until the worker's log holds one more ``logged`` than before."""
+    before = worker.text().count(logged)
+    publish_raw(url, body, content_type)
+    poll(lambda: worker.text().count(logged) > before, what, 20)
+
+
 def test_pickle_message_is_rejected_never_executed(cli_env, clean_redis, worker, tmp_path):
     marker = tmp_path / "pwned"
     payload = pickle.dumps(((), {"run_id": "x", "key": "download_dataset", "boom": _Touch(str(marker))}, {}))
-    before = worker.text().count("Refusing to deserialize untrusted content")
-    publish_raw(clean_redis.url, payload, "application/x-python-serialize")
-    poll(lambda: worker.text().count("Refusing to deserialize untrusted content") > before, "the worker to log it", 20)
+    publish_until_logged(clean_redis.url, worker, payload, "application/x-python-serialize",
+                         "Refusing to deserialize untrusted content", "the worker to log it")
     assert not marker.exists()
     assert clean_redis.client().llen("default") == 0  # rejected, not requeued forever
     ok = run_cli("run", "--json", env=cli_env)  # the worker is still healthy
@@ -47,9 +59,7 @@ def test_pickle_message_is_rejected_never_executed(cli_env, clean_redis, worker,
 
 def test_malformed_json_and_unknown_task_are_discarded(cli_env, clean_redis, worker):
     publish_raw(clean_redis.url, b"{not json", "application/json")
-    body = json.dumps([[], {"run_id": "r", "key": "k"}, {"callbacks": None, "errbacks": None, "chain": None,
-                                                       "chord": None}])
-    publish_raw(clean_redis.url, body.encode(), "application/json", task="pipeline.no_such_task")
+    publish_raw(clean_redis.url, task_body("r", "k"), "application/json", task="pipeline.no_such_task")
     poll(lambda: "pipeline.no_such_task" in worker.text(), "the worker to log it", 20)
     poll(lambda: clean_redis.client().llen("default") == 0, "the queue to drain", 20)
     assert clean_redis.client().keys("pipeline:run:*") == []
@@ -58,11 +68,8 @@ def test_malformed_json_and_unknown_task_are_discarded(cli_env, clean_redis, wor
 
 
 def test_message_for_a_run_that_does_not_exist_does_nothing(cli_env, clean_redis, worker, tmp_path):
-    body = json.dumps([[], {"run_id": "ghost", "key": "download_dataset"},
-                       {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
-    before = worker.text().count("not running download_dataset of run ghost")
-    publish_raw(clean_redis.url, body.encode(), "application/json")
-    poll(lambda: worker.text().count("not running download_dataset of run ghost") > before, "the worker to log it", 20)
+    publish_until_logged(clean_redis.url, worker, task_body("ghost", "download_dataset"), "application/json",
+                         "not running download_dataset of run ghost", "the worker to log it")
     assert clean_redis.client().keys("pipeline:run:ghost*") == []
 
 
@@ -133,19 +140,15 @@ def test_cleanup_of_a_name_pointing_outside_the_run_dir_is_refused(cli_env, clea
     for key in keys[:4]:  # everything upstream "succeeded"; download's output is hostile
         assert ledger.begin_task(run_id, key).verdict == "run"
         ledger.finish_task(run_id, key, "Success", output="../victim.txt" if key == flow.DOWNLOAD else ["a", "b"])
-    body = json.dumps([[], {"run_id": run_id, "key": flow.cleanup_key(0)},
-                       {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
-    publish_raw(clean_redis.url, body.encode(), "application/json", task="pipeline.cleanup_file")
+    publish_raw(clean_redis.url, task_body(run_id, flow.cleanup_key(0)), "application/json",
+                task="pipeline.cleanup_file")
     poll(lambda: ledger.task_states(run_id)[flow.cleanup_key(0)] == "Failed", "the cleanup to be refused", 30)
     assert "UnsafePathError" in ledger.tasks(run_id, [flow.cleanup_key(0)])[0]["error"]
     assert victim.read_text() == "keep me"
 
 
 def test_message_with_a_path_in_its_run_id_touches_nothing(cli_env, clean_redis, worker, tmp_path):
-    body = json.dumps([[], {"run_id": "../../etc", "key": "download_dataset"},
-                       {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
-    before = worker.text().count("of run ../../etc")
-    publish_raw(clean_redis.url, body.encode(), "application/json")
-    poll(lambda: worker.text().count("of run ../../etc") > before, "the worker to drop it", 20)
+    publish_until_logged(clean_redis.url, worker, task_body("../../etc", "download_dataset"), "application/json",
+                         "of run ../../etc", "the worker to drop it")
     assert clean_redis.client().keys("pipeline:run:*") == []
     assert not (tmp_path / "etc").exists()
