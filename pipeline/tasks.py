@@ -6,6 +6,7 @@ restart can feed a task exactly what it had the first time.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime
 from typing import Any, Callable
@@ -41,21 +42,14 @@ def ledger() -> Ledger:
     return book
 
 
-_run_dirs: dict[tuple[str, str], RunDir] = {}
-
-
+@functools.lru_cache(maxsize=64)
 def run_dir_for(artifacts: str, run_id: str) -> RunDir:
     """The run's directory under ``artifacts`` (the root its record names), checked against
-    ``PIPELINE_ARTIFACTS_ALLOWED``; BadInput if outside. Kept per process: the tasks of a
-    run share it, and checking and resolving the root took a tenth of a millisecond a task.
+    ``PIPELINE_ARTIFACTS_ALLOWED``; BadInput if outside (not cached). Kept per process: the
+    tasks of a run share it, and checking and resolving the root took a tenth of a
+    millisecond a task.
     """
-    found = _run_dirs.get((artifacts, run_id))
-    if found is None:
-        if len(_run_dirs) >= 64:
-            _run_dirs.clear()
-        found = RunDir(check_artifacts_root(artifacts, get_settings().artifacts_allowed), run_id)
-        _run_dirs[(artifacts, run_id)] = found
-    return found
+    return RunDir(check_artifacts_root(artifacts, get_settings().artifacts_allowed), run_id)
 
 
 RECORD_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)

@@ -31,8 +31,9 @@ class TaskStart:
     params: dict
     artifacts: str
     inputs: dict[str, Any]
-    """Stored outputs of the task's upstream tasks (for a ``success`` verdict: its own)."""
+    """Stored outputs of the task's upstream tasks."""
     own_output: Any = None
+    """The task's own stored output (what a ``success`` verdict returns again)."""
 
 
 def _known(run_id: str) -> tuple[str, dict] | None:
