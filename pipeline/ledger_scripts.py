@@ -38,7 +38,14 @@ local function finalize(now, ref_prefix)
       end
     end
   end
-  redis.call('HSET', KEYS[1], 'state', state, 'ended', now)
+  -- The run ends no earlier than its last task: each caller stamps its own clock, so a
+  -- task finished just before this call may carry a time a millisecond after ``now``.
+  local ended = tonumber(now)
+  for _, t in ipairs(redis.call('HVALS', KEYS[5])) do
+    local v = tonumber(t)
+    if v and v > ended then ended = v end
+  end
+  redis.call('HSET', KEYS[1], 'state', state, 'ended', string.format('%.6f', ended))
   return state
 end
 """

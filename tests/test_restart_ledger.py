@@ -130,3 +130,22 @@ def test_reset_of_a_stuck_run_that_had_nothing_left_finalizes_it(ledger):
     assert is_stuck(run, 300, time.time())
     assert ledger.reset_tasks(RUN, "Running", run["updated"], {}) == ("ok", 0, "Success")
     assert ledger.get_run(RUN)["ended"]
+
+
+def test_the_run_ends_no_earlier_than_its_last_task_whatever_the_callers_clocks(ledger, monkeypatch):
+    """Two workers finish the last two tasks; the one that ends the run read its clock first."""
+    import pipeline.ledger as ledger_module
+
+    for key in KEYS[:-2]:
+        run_through(ledger, key, output={"file": "x", "score": 1.0} if key.startswith("evaluate") else key)
+    base = time.time()
+    clock = iter([base, base + 0.5, base + 0.5, base + 0.2])  # begin, begin, finish (later), finish (earlier)
+    monkeypatch.setattr(ledger_module.time, "time", lambda: next(clock))
+    for key in KEYS[-2:]:
+        assert ledger.begin_task(RUN, key, task_id=f"id-{key}").verdict == "run"
+    assert ledger.finish_task(RUN, KEYS[-2], "Success", output="a", task_id=f"id-{KEYS[-2]}") == ""
+    assert ledger.finish_task(RUN, KEYS[-1], "Success", output="b", task_id=f"id-{KEYS[-1]}") == "Success"
+    monkeypatch.undo()
+    latest = max(row["ended"] for row in ledger.tasks(RUN, KEYS))
+    assert latest == pytest.approx(base + 0.5, abs=1e-3)
+    assert float(ledger.get_run(RUN)["ended"]) == pytest.approx(latest, abs=1e-3)
