@@ -10,9 +10,8 @@ hash (see ``stale``).
 # Shared Lua helpers: refresh the TTL of every key touched; decide the run's end state.
 _COMMON = """
 local function touch_ttl(ttl)
-  for i = 1, #KEYS do
-    if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ttl) end
-  end
+  -- EXPIRE leaves a missing key missing (it replies 0), so no EXISTS first
+  for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
 end
 local function terminal(s)
   return s == 'Success' or s == 'Failed' or s == 'TriggerFailed'
