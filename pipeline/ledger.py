@@ -165,11 +165,13 @@ class Ledger:
         return self.r.hgetall(self._keys(run_id)[1])
 
     def tasks(self, run_id: str, order: Iterable[str]) -> list[dict[str, Any]]:
-        """One dict a task, in ``order``: key, state, attempts, started, ended (unix), output, error."""
+        """One dict a task, in ``order``: key, state, attempts, started, ended (unix), output,
+        error, and ``history``: its earlier attempts, oldest first (each a dict of attempt,
+        state, started, ended and error; ``Unfinished`` for one that recorded no end)."""
         pipe = self.r.pipeline(transaction=False)
-        for name in self._keys(run_id)[1:7]:
+        for name in [*self._keys(run_id)[1:7], self.history_key(run_id)]:
             pipe.hgetall(name)
-        states, attempts, started, ended, outputs, errors = pipe.execute()
+        states, attempts, started, ended, outputs, errors, history = pipe.execute()
         rows = []
         for key in order:
             rows.append(
@@ -181,6 +183,7 @@ class Ledger:
                     "ended": float(ended[key]) if key in ended else None,
                     "output": json.loads(outputs[key]) if key in outputs else None,
                     "error": errors.get(key),
+                    "history": [_attempt(a) for a in json.loads(history[key])] if key in history else [],
                 }
             )
         return rows
@@ -204,8 +207,12 @@ class Ledger:
         """Hash task key -> Celery id of the message expected to run it now."""
         return f"{self.run_key(run_id)}:celery"
 
+    def history_key(self, run_id: str) -> str:
+        """Hash task key -> JSON list of the task's earlier attempts (see :meth:`tasks`)."""
+        return f"{self.run_key(run_id)}:history"
+
     def _guarded_keys(self, run_id: str) -> list[str]:
-        return self._keys(run_id) + [self.task_ids_key(run_id)]
+        return self._keys(run_id) + [self.task_ids_key(run_id), self.history_key(run_id)]
 
     def _script(self, name: str):
         cache = self.__dict__.setdefault("_more_scripts", {})
@@ -273,7 +280,7 @@ class Ledger:
 
         Returns 1 (deleted), 0 (only leftovers of an expired record) or -1 (skipped).
         """
-        keys = [*self._keys(run_id), self.task_ids_key(run_id), self.done_key(run_id), self.runs_index]
+        keys = [*self._guarded_keys(run_id), self.done_key(run_id), self.runs_index]
         return int(self._script("DELETE_RUN")(keys=keys, args=[run_id, updated or ""]))
 
     # -- one round trip a task ------------------------------------------------------
@@ -314,6 +321,14 @@ class Ledger:
     def wait_signal(self, run_id: str, timeout: float) -> bool:
         """Block up to ``timeout`` seconds for :meth:`signal_finished`; True if it came."""
         return self.r.blpop([self.done_key(run_id)], timeout=timeout) is not None
+
+
+def _attempt(entry: dict[str, Any]) -> dict[str, Any]:
+    """One stored earlier attempt with unix times as floats (None where it recorded no end)."""
+    ended = entry.get("ended")
+    return {"attempt": int(entry.get("attempt", 0)), "state": entry.get("state"),
+            "started": float(entry["started"]), "ended": float(ended) if ended else None,
+            "error": entry.get("error")}
 
 
 def _encode(value: Any) -> str:

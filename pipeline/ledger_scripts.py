@@ -4,7 +4,8 @@ Every per-run script takes the same KEYS, in this order (see ``Ledger._keys``):
 run hash, task states, attempts, started, ended, outputs, errors, logs stream (the last
 only so that ``touch_ttl`` keeps the logs alive exactly as long as the record); the
 scripts that a task or a restart calls also take KEYS[9], the task key -> Celery task id
-hash (see ``stale``).
+hash (see ``stale``), and KEYS[10], the task key -> earlier attempts hash (see
+``keep_attempt``).
 """
 
 # Shared Lua helpers: refresh the TTL of every key touched; decide the run's end state.
@@ -23,6 +24,34 @@ local function stale(key, task_id)
   if KEYS[9] == nil or task_id == nil or task_id == '' then return false end
   local current = redis.call('HGET', KEYS[9], key)
   return current ~= false and current ~= task_id
+end
+-- What an attempt that is about to be overwritten counts as in the history: a Running one
+-- recorded no end (its process died, or its message came again), a Retrying one failed;
+-- a Pending task's last attempt is in the history already (a restart put it there).
+local function past_state(st)
+  if st == 'Running' then return 'Unfinished' end
+  if st == 'Retrying' then return 'Failed' end
+  if st == 'Pending' then return nil end
+  return st
+end
+-- Append the task's current attempt (number, start, end, state, error) to its JSON list
+-- in KEYS[10], before a new attempt or a restart overwrites them (for the timeline).
+local function keep_attempt(key, st)
+  local state = past_state(st)
+  if KEYS[10] == nil or state == nil then return end
+  local started = redis.call('HGET', KEYS[4], key)
+  if not started then return end
+  -- times stay strings: cjson would keep only 14 digits of a unix time
+  local entry = {attempt = tonumber(redis.call('HGET', KEYS[3], key) or '0'), state = state,
+                 started = started}
+  local ended, err = redis.call('HGET', KEYS[5], key), redis.call('HGET', KEYS[7], key)
+  if ended then entry.ended = ended end
+  if err then entry.error = err end
+  local old = redis.call('HGET', KEYS[10], key)
+  local list = {}
+  if old then list = cjson.decode(old) end
+  list[#list + 1] = entry
+  redis.call('HSET', KEYS[10], key, cjson.encode(list))
 end
 local function finalize(now, ref_prefix)
   local state = 'Success'
@@ -77,10 +106,12 @@ if stale(key, ARGV[4]) then return {'stale', '0'} end
 if st == 'Success' then return {'success', '0'} end
 if redis.call('HGET', KEYS[1], 'cancelled') == '1' then return {'cancelled', '0'} end
 if terminal(st) then return {'terminal', '0'} end
+keep_attempt(key, st)
 redis.call('HSET', KEYS[2], key, 'Running')
 local n = redis.call('HINCRBY', KEYS[3], key, 1)
 redis.call('HSET', KEYS[4], key, now)
 redis.call('HDEL', KEYS[5], key)
+redis.call('HDEL', KEYS[7], key)  -- an earlier attempt's error stays in its history
 if redis.call('HGET', KEYS[1], 'state') == 'Pending' then
   redis.call('HSET', KEYS[1], 'state', 'Running', 'started', now)
 end
@@ -95,6 +126,7 @@ if stale(ARGV[3], ARGV[5]) then return 0 end
 local st = redis.call('HGET', KEYS[2], ARGV[3])
 if st and not terminal(st) then
   redis.call('HSET', KEYS[2], ARGV[3], 'Retrying')
+  redis.call('HSET', KEYS[5], ARGV[3], ARGV[2])  -- this attempt's end
   redis.call('HSET', KEYS[7], ARGV[3], ARGV[4])
   redis.call('HSET', KEYS[1], 'updated', ARGV[2])
 end
@@ -153,6 +185,7 @@ for i = 6, #ARGV - 1, 2 do
   local key, id = ARGV[i], ARGV[i + 1]
   local st = redis.call('HGET', KEYS[2], key)
   if st and st ~= 'Success' then
+    keep_attempt(key, st)
     redis.call('HSET', KEYS[2], key, 'Pending')
     for k = 5, 7 do redis.call('HDEL', KEYS[k], key) end
     redis.call('HSET', KEYS[9], key, id)

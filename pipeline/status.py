@@ -119,6 +119,11 @@ def task_document(row: dict[str, Any], now: float | None = None) -> dict[str, An
         "duration": task_duration(row, now),
         "output": row.get("output"),
         "error": row.get("error") or None,
+        "earlier_attempts": [
+            {"attempt": a["attempt"], "state": a["state"], "started": iso(a["started"]), "ended": iso(a["ended"]),
+             "duration": None if a["ended"] is None else duration(a["started"], a["ended"]), "error": a["error"]}
+            for a in row.get("history", [])
+        ],
     }
 
 

@@ -11,8 +11,9 @@ from typing import Any, Sequence
 
 from pipeline.status import format_seconds
 
-BAR_CHARS = {"Success": "=", "Failed": "!", "Running": ">", "Retrying": "~"}
-"""Character a task's bar is drawn with, by state (anything else: ``#``)."""
+BAR_CHARS = {"Success": "=", "Failed": "!", "Running": ">", "Retrying": "~", "Unfinished": "?"}
+"""Character a task's bar is drawn with, by state (anything else: ``#``); ``Unfinished``: an
+earlier attempt that recorded no end (its process died), drawn up to the next attempt."""
 
 MAX_BAR_WIDTH = 60
 """Columns of the timeline's bars on a wide terminal."""
@@ -54,23 +55,27 @@ def runs_table(docs: list[dict[str, Any]]) -> str:
 
 
 def timeline(tasks: list[dict[str, Any]], start: float, end: float, width: int) -> list[str]:
-    """One Gantt bar a task: ``width`` columns spanning ``start``..``end`` (unix seconds).
+    """One Gantt row a task: ``width`` columns spanning ``start``..``end`` (unix seconds).
 
-    A task is drawn from its start to its end (to ``end`` while it runs) with the
-    character of its state; a task that never started has an empty row.
+    Each attempt is drawn from its start to its end with the character of its state:
+    earlier attempts first (one that recorded no end reaches to the next attempt's start),
+    then the current one (to ``end`` while it runs). A task that never started has an
+    empty row.
     """
     span = max(end - start, 1e-6)
     key_width = max(len(t["key"]) for t in tasks)
     lines = []
     for task in tasks:
         bar = [" "] * width
-        t0 = _seconds(task["started"])
-        if t0 is not None:
-            t1 = _seconds(task["ended"]) or end
+        attempts = [*task.get("earlier_attempts", []), task]
+        for attempt, following in zip(attempts, [*attempts[1:], None]):
+            t0 = _seconds(attempt["started"])
+            if t0 is None:
+                continue
+            t1 = _seconds(attempt["ended"]) or (following and _seconds(following["started"])) or end
             first = min(width - 1, max(0, int((t0 - start) / span * width)))
             last = min(width, max(first + 1, round((t1 - start) / span * width)))
-            char = BAR_CHARS.get(task["state"], "#")
-            bar[first:last] = char * (last - first)
+            bar[first:last] = BAR_CHARS.get(attempt["state"], "#") * (last - first)
         lines.append(f"{task['key']:<{key_width}} |{''.join(bar)}|")
     return lines
 

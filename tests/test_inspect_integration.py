@@ -147,7 +147,8 @@ def test_every_key_of_a_run_expires(cli_env, clean_redis):
     client = clean_redis.client()
     keys = list(client.scan_iter(match=f"pipeline:run:{run_id}*"))
     assert {f"pipeline:run:{run_id}{part}" for part in ("", ":state", ":attempts", ":started", ":ended",
-                                                        ":output", ":error", ":logs", ":celery")} == set(keys)
+                                                        ":output", ":error", ":logs", ":celery",
+                                                        ":history")} == set(keys)
     ttls = {key: client.ttl(key) for key in keys}
     assert all(0 < ttl <= 7 * 24 * 3600 for ttl in ttls.values()), ttls
 

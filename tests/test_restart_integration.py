@@ -70,6 +70,12 @@ def test_fail_rate_sweep_restarted_until_success_reruns_only_what_failed(cli_env
         assert rows[key]["state"] == "Success", rows[key]
         want = expected_attempts.get(key, 1)  # TriggerFailed tasks ran once, when they could
         assert rows[key]["attempts"] == want, (key, rows[key]["attempts"], want)
+        # every attempt before the last failed, and the run record keeps each for the timeline
+        history = rows[key]["history"]
+        assert [a["attempt"] for a in history] == list(range(1, want)), (key, history)
+        assert all(a["state"] == "Failed" and "InjectedFailure" in a["error"] for a in history), history
+        assert all(a["started"] <= a["ended"] <= rows[key]["started"] for a in history), (key, history)
+        assert rows[key]["error"] is None, rows[key]
     for i in never_failed:
         assert rows[flow.train_key(i)]["attempts"] == rows[flow.evaluate_key(i)]["attempts"] == 1
     assert rows[flow.DOWNLOAD]["attempts"] == rows[flow.PREPROCESS]["attempts"] == 1

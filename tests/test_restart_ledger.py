@@ -149,3 +149,31 @@ def test_the_run_ends_no_earlier_than_its_last_task_whatever_the_callers_clocks(
     latest = max(row["ended"] for row in ledger.tasks(RUN, KEYS))
     assert latest == pytest.approx(base + 0.5, abs=1e-3)
     assert float(ledger.get_run(RUN)["ended"]) == pytest.approx(latest, abs=1e-3)
+
+
+def test_earlier_attempts_are_kept_for_the_timeline(ledger):
+    """A retried attempt (Failed), a redelivered one (Unfinished) and a restarted one each
+    stay in the task's history, once, with their times and error."""
+    key = "download_dataset"
+    assert ledger.begin_task(RUN, key, task_id=f"id-{key}").attempts == 1
+    ledger.set_retrying(RUN, key, "ValueError: boom", task_id=f"id-{key}")
+    assert ledger.begin_task(RUN, key, task_id=f"id-{key}").attempts == 2  # the retry
+    assert ledger.begin_task(RUN, key, task_id=f"id-{key}").attempts == 3  # redelivered: no end recorded
+    run_through(ledger, "preprocess_dataset")
+    ledger.finish_task(RUN, key, "Success", output="dataset.csv", task_id=f"id-{key}")
+    row = ledger.tasks(RUN, [key])[0]
+    first, second = row["history"]
+    assert (first["attempt"], first["state"], first["error"]) == (1, "Failed", "ValueError: boom")
+    assert first["started"] <= first["ended"] <= second["started"]
+    assert (second["attempt"], second["state"], second["ended"], second["error"]) == (2, "Unfinished", None, None)
+    assert row["state"] == "Success" and row["error"] is None and row["started"] >= second["started"]
+
+    down = flow.downstream("train_model[0]", 2)
+    run_through(ledger, "train_model[0]", "Failed", error="boom", trigger_failed=down)
+    run = ledger.get_run(RUN)
+    rerun = keys_to_rerun(ledger.task_states(RUN), 2, stuck=False)
+    assert ledger.reset_tasks(RUN, run["state"], run["updated"], {k: f"new-{k}" for k in rerun})[0] == "ok"
+    assert ledger.begin_task(RUN, "train_model[0]", task_id="new-train_model[0]").attempts == 2
+    (kept,) = ledger.tasks(RUN, ["train_model[0]"])[0]["history"]  # by the restart, not again by begin
+    assert (kept["attempt"], kept["state"], kept["error"]) == (1, "Failed", "boom") and kept["ended"]
+    assert ledger.tasks(RUN, ["evaluate_model[0]"])[0]["history"] == []  # TriggerFailed, never ran

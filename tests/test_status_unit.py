@@ -61,6 +61,21 @@ def test_timeline_bars_are_positioned_by_start_and_end():
     assert timeline(doc["tasks"], NOW, NOW + 10, 60)[1] in text
 
 
+def test_earlier_attempts_share_the_task_row():
+    run = {"id": "r1", "flow": "f", "version": "1", "state": "Success", "created": repr(NOW), "started": repr(NOW),
+           "ended": repr(NOW + 10), "updated": repr(NOW + 10), "params": {"alphas": [1.0]}, "artifacts": "/a"}
+    row = task_row("train_model[0]", "Success", NOW + 6, NOW + 10, attempts=3)
+    row["history"] = [{"attempt": 1, "state": "Failed", "started": NOW, "ended": NOW + 2, "error": "boom"},
+                      {"attempt": 2, "state": "Unfinished", "started": NOW + 3, "ended": None, "error": None}]
+    doc = status_document(run, [row], 300, now=NOW + 10)
+    earlier = doc["tasks"][0]["earlier_attempts"]
+    assert [(a["attempt"], a["state"], a["duration"], a["error"]) for a in earlier] == [
+        (1, "Failed", 2.0, "boom"), (2, "Unfinished", None, None)]
+    assert earlier[0]["started"].endswith("Z") and earlier[1]["ended"] is None
+    (bar,) = timeline(doc["tasks"], NOW, NOW + 10, 20)
+    assert bar == "train_model[0] |" + "!" * 4 + " " * 2 + "?" * 6 + "=" * 8 + "|"
+
+
 def test_a_very_short_task_still_gets_one_column():
     bars = timeline([{"key": "k", "state": "Failed", "started": "2027-01-15T08:00:00.000Z",
                       "ended": "2027-01-15T08:00:00.001Z"}], NOW, NOW + 100_000_000, 30)
