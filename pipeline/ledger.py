@@ -8,45 +8,16 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import redis
 
 from pipeline import ledger_scripts
 from pipeline.flow import REFERENCE_STAGE
+from pipeline.ledger_values import Begin, BeginRead, earlier_attempt, encode_field
 from pipeline.settings import KEY_PREFIX
 
-TASK_STATES = ("Pending", "Running", "Retrying", "Success", "Failed", "TriggerFailed")
-"""Every state a task can be in."""
-
-RUN_STATES = ("Pending", "Running", "Success", "Failed", "Cancelled")
-"""Every state a run can be in."""
-
-TERMINAL_TASK_STATES = frozenset({"Success", "Failed", "TriggerFailed"})
-"""Task states that end a task until a restart."""
-
-FINISHED_RUN_STATES = frozenset({"Success", "Failed", "Cancelled"})
-"""Run states after which nothing runs until a restart."""
-
 _PER_TASK = ("state", "attempts", "started", "ended", "output", "error")
-
-
-def iso(ts: float | str | None) -> str | None:
-    """A stored unix time as ISO-8601 UTC with ``Z`` (None stays None)."""
-    if ts in (None, ""):
-        return None
-    moment = datetime.fromtimestamp(float(ts), tz=timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class Begin:
-    """What :meth:`Ledger.begin_task` decided: run the body, or why not."""
-
-    verdict: str  # "run", "success", "cancelled", "terminal", "missing" or "stale"
-    attempts: int = 0
 
 
 class Ledger:
@@ -81,7 +52,7 @@ class Ledger:
         now = time.time()
         flat: list[Any] = []
         for name, value in fields.items():
-            flat += [name, _encode(value)]
+            flat += [name, encode_field(value)]
         args = [self.ttl, repr(now), len(fields), *flat, *task_keys]
         created = bool(self._create(keys=self._keys(run_id)[:2], args=args))
         if created:
@@ -91,7 +62,7 @@ class Ledger:
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Set fields of an existing run."""
-        self.r.hset(self.run_key(run_id), mapping={k: _encode(v) for k, v in fields.items()})
+        self.r.hset(self.run_key(run_id), mapping={k: encode_field(v) for k, v in fields.items()})
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         """The run's fields (``params`` decoded), or None if there is no such run."""
@@ -183,7 +154,7 @@ class Ledger:
                     "ended": float(ended[key]) if key in ended else None,
                     "output": json.loads(outputs[key]) if key in outputs else None,
                     "error": errors.get(key),
-                    "history": [_attempt(a) for a in json.loads(history[key])] if key in history else [],
+                    "history": [earlier_attempt(a) for a in json.loads(history[key])] if key in history else [],
                 }
             )
         return rows
@@ -286,7 +257,7 @@ class Ledger:
     # -- one round trip a task ------------------------------------------------------
     def begin_read(
         self, run_id: str, key: str, read: Iterable[str] = (), known_created: str = "", task_id: str = ""
-    ) -> "BeginRead":
+    ) -> BeginRead:
         """:meth:`begin_task`, and in the same round trip what the task needs to run.
 
         Also returns the run's ``created`` and ``artifacts`` fields, its parameters unless
@@ -321,32 +292,3 @@ class Ledger:
     def wait_signal(self, run_id: str, timeout: float) -> bool:
         """Block up to ``timeout`` seconds for :meth:`signal_finished`; True if it came."""
         return self.r.blpop([self.done_key(run_id)], timeout=timeout) is not None
-
-
-def _attempt(entry: dict[str, Any]) -> dict[str, Any]:
-    """One stored earlier attempt with unix times as floats (None where it recorded no end)."""
-    ended = entry.get("ended")
-    return {"attempt": int(entry.get("attempt", 0)), "state": entry.get("state"),
-            "started": float(entry["started"]), "ended": float(ended) if ended else None,
-            "error": entry.get("error")}
-
-
-def _encode(value: Any) -> str:
-    if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value)
-    if value is None:
-        return ""
-    return str(value)
-
-
-@dataclass(frozen=True)
-class BeginRead:
-    """What :meth:`Ledger.begin_read` returns."""
-
-    begin: Begin
-    created: str
-    """The run's ``created`` field (identifies this incarnation of the run id)."""
-    artifacts: str
-    params: dict | None
-    """The run's parameters; None when the caller said it already had them."""
-    outputs: dict[str, Any] = field(default_factory=dict)

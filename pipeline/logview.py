@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator
 
-from pipeline.ledger import FINISHED_RUN_STATES, Ledger, iso
+from pipeline.ledger import Ledger
+from pipeline.ledger_values import FINISHED_RUN_STATES, iso
 from pipeline.status import is_stuck
 
 PAGE = 1000

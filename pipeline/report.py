@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from pipeline.ledger import iso
+from pipeline.ledger_values import iso
 
 
 def results_table(results: dict[str, float]) -> str:

@@ -14,7 +14,8 @@ from pipeline import flow, versioning
 from pipeline.canvas import build_canvas
 from pipeline.celery_app import app
 from pipeline.dispatch import send_recorded
-from pipeline.ledger import FINISHED_RUN_STATES, Ledger
+from pipeline.ledger import Ledger
+from pipeline.ledger_values import FINISHED_RUN_STATES
 from pipeline.naming import DEFAULT_N_SAMPLES, alpha_name, tick_stamp
 from pipeline.settings import DEFAULT_QUEUE, get_settings
 from pipeline.store import normalize_root, run_location

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.ledger import iso
+from pipeline.ledger_values import iso
 
 ACTIVE_RUN_STATES = frozenset({"Pending", "Running"})
 """Run states in which something is still expected to happen."""

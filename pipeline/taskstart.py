@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline import flow
-from pipeline.ledger import Begin, Ledger
+from pipeline.ledger import Ledger
+from pipeline.ledger_values import Begin
 
 CACHED_RUNS = 16
 """Runs whose parameters a worker process keeps (least recently used dropped first)."""

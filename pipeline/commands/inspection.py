@@ -111,7 +111,7 @@ def flows(as_json: bool) -> None:
     The version grows when the parsed code of the stages, the flow's shape or the canvas
     builder changes; comments, formatting and docstrings do not count.
     """
-    from pipeline.ledger import iso
+    from pipeline.ledger_values import iso
     from pipeline.report import print_json
     from pipeline.versioning import version_table
     from pipeline.views import flows_table
@@ -135,7 +135,7 @@ def prune(older_than: float | None, as_json: bool) -> None:
     """
     import math
 
-    from pipeline.ledger import iso
+    from pipeline.ledger_values import iso
     from pipeline.report import print_json
     from pipeline.retention import prune as prune_runs
 
