@@ -8,7 +8,8 @@ hash (see ``stale``), and KEYS[10], the task key -> earlier attempts hash (see
 ``keep_attempt``).
 """
 
-# Shared Lua helpers: refresh the TTL of every key touched; decide the run's end state.
+# Shared Lua helpers: refresh the TTL of every key touched; tell stale messages; keep an
+# attempt about to be overwritten in the history; decide the run's end state and time.
 _COMMON = """
 local function touch_ttl(ttl)
   -- EXPIRE leaves a missing key missing (it replies 0), so no EXISTS first
