@@ -48,9 +48,7 @@ def freeze_ids(canvas: Signature) -> dict[str, str]:
     a full ``canvas.freeze()`` would also build every result object, which ``apply_async``
     does again: about 40 % of the time to submit a 200-alpha sweep (bench/RESULTS.md).
     """
-    for sig in _task_signatures(canvas):
-        sig.options.setdefault("task_id", uuid())
-    return frozen_ids(canvas)
+    return {sig.kwargs["key"]: sig.options.setdefault("task_id", uuid()) for sig in _task_signatures(canvas)}
 
 
 def send_recorded(ledger: Ledger, run_id: str, canvas: Signature) -> dict[str, str]:

@@ -46,7 +46,6 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     sys.exit(code)
 
 
-
 def connect_or_exit(settings):
     """Connect to the broker (or embedded stack); exit 2 with one line if unreachable."""
     from pipeline.connect import connect
