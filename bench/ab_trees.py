@@ -13,28 +13,16 @@ the same code as A and B shows the noise (about 3 % here). Make DIR_A with
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import harness  # noqa: E402
-from bench.plain import run_plain  # noqa: E402
-
-
-def start_worker(tree: str, queue: str, url: str, log: Path) -> subprocess.Popen:
-    """The worker of checkout ``tree`` on ``queue``, ready."""
-    argv = [sys.executable, "cli.py", "worker", "--pool", "prefork", "--concurrency", "2", "--label", queue]
-    proc = subprocess.Popen(argv, cwd=tree, env=harness.pipeline_env(url), stdout=open(log, "wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    harness.wait_ready(proc, log)
-    return proc
+from bench.workloads import Bench, Sizes  # noqa: E402
 
 
 def main() -> int:
@@ -45,46 +33,26 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=9)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pipeline-ab-"))
-    server = harness.start_redis(work / "redis")
-    os.environ.update({"CELERY_BROKER_URL": server.url, "CELERY_RESULT_BACKEND": server.url})
-    from pipeline.connect import connect
-    from pipeline.runs import RunRequest, submit_run, wait_for_run
-    from pipeline.settings import get_settings
-
-    ledger = connect(get_settings(), announce=lambda _m: None).ledger
-    root = work / "artifacts"
-    root.mkdir()
+    bench = Bench(work, Sizes.make(False, args.reps), set(), out=lambda _line: None)  # Redis, no workers
     values = harness.alphas(args.alphas)
-    workers = [start_worker(tree, queue, server.url, work / f"{queue}.log")
+    workers = [harness.project_worker(bench.url, work / f"{queue}.log", "prefork", 2, label=queue, tree=Path(tree))
                for tree, queue in ((args.tree_a, "a"), (args.tree_b, "b"))]
-
-    def sweep(queue: str) -> float:
-        t0 = time.perf_counter()
-        run_id = submit_run(ledger, RunRequest(alphas=values, artifacts_root=root, label=queue)).run_id
-        state = wait_for_run(ledger, run_id)
-        elapsed = time.perf_counter() - t0
-        if state != "Success":
-            raise RuntimeError(f"run {run_id} on queue {queue} ended {state}")
-        shutil.rmtree(root / run_id, ignore_errors=True)
-        return elapsed
-
-    def plain() -> float:
-        t0 = time.perf_counter()
-        run_plain(root, values)
-        return time.perf_counter() - t0
-
-    measure = {"a": lambda: sweep("a"), "b": lambda: sweep("b"), "plain": plain}
+    measure = {"a": lambda: bench.ours_inprocess(values, label="a"),
+               "b": lambda: bench.ours_inprocess(values, label="b"),
+               "plain": lambda: bench.plain(values)}
     times: dict[str, list[float]] = {name: [] for name in measure}
     try:
+        for worker in workers:
+            harness.wait_ready(worker.proc, worker.log)
         for fn in measure.values():
             fn()  # warm-up
         for rep in range(args.reps):
             for name in (["a", "b", "plain"] if rep % 2 == 0 else ["b", "a", "plain"]):
                 times[name].append(measure[name]())
     finally:
-        for proc in workers:
-            harness.stop_process(proc)
-        harness.stop_process(server.proc)
+        for worker in workers:
+            worker.stop()
+        bench.close()
         shutil.rmtree(work, ignore_errors=True)
     medians = {name: statistics.median(values) for name, values in times.items()}
     for name, values in times.items():

@@ -12,8 +12,6 @@ benchmark (bench/run.py) prints only their sum; this shows which process to look
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import shutil
 import sys
 import tempfile
@@ -25,7 +23,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import harness  # noqa: E402
-from bench.workloads import n_tasks  # noqa: E402
+from bench.workloads import Bench, Sizes, n_tasks  # noqa: E402
 
 
 def processes(worker_pid: int, redis_pid: int) -> dict[str, psutil.Process]:
@@ -51,38 +49,20 @@ def main() -> int:
     parser.add_argument("--bare", action="store_true", help="the bare canvas's worker instead of ours")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pipeline-cpu-split-"))
-    server = harness.start_redis(work / "redis")
-    os.environ.update(harness.pipeline_env(server.url))
+    bench = Bench(work, Sizes.make(False, args.reps), set(), out=lambda _line: None)  # Redis, no workers
     log = work / "worker.log"
     if args.bare:
-        worker = harness.bare_worker(server.url, log, 2)
+        worker = harness.bare_worker(bench.url, log, 2)
     else:
-        worker = harness.project_worker(server.url, log, "prefork", 2)
-    root, values = work / "artifacts", harness.alphas(args.alphas)
+        worker = harness.project_worker(bench.url, log, "prefork", 2)
+    values = harness.alphas(args.alphas)
+    sweep = (lambda: bench.bare(values)) if args.bare else (lambda: bench.ours_inprocess(values))
     try:
         harness.wait_ready(worker.proc, log)
-        if args.bare:
-            from bench.bare_tasks import run_bare
-
-            def sweep() -> None:
-                run_bare(str(root), f"bare-{secrets.token_hex(4)}", values, 100)
-        else:
-            from pipeline.connect import connect
-            from pipeline.runs import RunRequest, submit_run, wait_for_run
-            from pipeline.settings import get_settings
-
-            conn = connect(get_settings(), announce=lambda _m: None)
-
-            def sweep() -> None:
-                run_id = submit_run(conn.ledger, RunRequest(alphas=values, artifacts_root=root)).run_id
-                state = wait_for_run(conn.ledger, run_id)
-                if state != "Success":
-                    raise RuntimeError(f"run {run_id} ended {state}")
-
         sweep()  # warm-up: imports and connections in every process
         tasks = n_tasks(args.alphas)
         for rep in range(1, args.reps + 1):
-            procs = processes(worker.pid, server.proc.pid)
+            procs = processes(worker.pid, bench.redis.proc.pid)
             before = {name: cpu(p) for name, p in procs.items()}
             t0 = time.perf_counter()
             sweep()
@@ -93,7 +73,7 @@ def main() -> int:
                   + f"; sum {sum(split.values()):.2f}", flush=True)
     finally:
         worker.stop()
-        harness.stop_process(server.proc)
+        bench.close()
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

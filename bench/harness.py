@@ -48,18 +48,20 @@ class Proc:
         stop_process(self.proc)
 
 
-def _spawn(name: str, argv: list[str], url: str, log: Path) -> Proc:
+def _spawn(name: str, argv: list[str], url: str, log: Path, cwd: Path = ROOT) -> Proc:
     handle = open(log, "wb")
-    proc = subprocess.Popen(argv, cwd=ROOT, env=pipeline_env(url), stdout=handle, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(argv, cwd=cwd, env=pipeline_env(url), stdout=handle, stderr=subprocess.STDOUT,
                             start_new_session=True)
     return Proc(name, proc, log)
 
 
-def project_worker(url: str, log: Path, pool: str, concurrency: int, label: str | None = None) -> Proc:
-    """Start ``python cli.py worker --pool POOL --concurrency N [--label L]`` (see :func:`wait_ready`)."""
-    argv = [sys.executable, CLI, "worker", "--pool", pool, "--concurrency", str(concurrency)]
+def project_worker(url: str, log: Path, pool: str, concurrency: int, label: str | None = None,
+                   tree: Path = ROOT) -> Proc:
+    """Start ``python cli.py worker --pool POOL --concurrency N [--label L]`` (see :func:`wait_ready`)
+    from the checkout ``tree`` (default: this one)."""
+    argv = [sys.executable, str(Path(tree) / "cli.py"), "worker", "--pool", pool, "--concurrency", str(concurrency)]
     argv += ["--label", label] if label else []
-    return _spawn(f"worker[{pool} -c {concurrency}]", argv, url, log)
+    return _spawn(f"worker[{pool} -c {concurrency}]", argv, url, log, cwd=Path(tree))
 
 
 def bare_worker(url: str, log: Path, concurrency: int = 2) -> Proc:
