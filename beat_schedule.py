@@ -2,7 +2,7 @@
 ``CronSchedule('*/1 * * * *')``.
 
 ``python cli.py beat`` starts Celery beat with :func:`build_schedule` and the tick
-scheduler (``pipeline.schedule:TickScheduler``), which adds each send's tick. The
+scheduler (``pipeline.schedule.scheduler:TickScheduler``), which adds each send's tick. The
 ``expires`` option (seconds after the tick) drops a beat message too old to matter;
 the run's own tasks never expire. ``PIPELINE_BEAT_INTERVAL`` (seconds) replaces the
 crontab by an interval on the same kind of grid, for tests; ``PIPELINE_SCHEDULE_LABEL``
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from celery.schedules import crontab
 
-from pipeline.schedule import SCHEDULED_TASK, every
+from pipeline.schedule.scheduler import SCHEDULED_TASK, every
 from pipeline.settings import DEFAULT_QUEUE, Settings, get_settings
 
 ENTRY_NAME = "sweep-every-minute"

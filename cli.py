@@ -3,7 +3,7 @@
 
 With CELERY_BROKER_URL unset, commands use an embedded Redis and worker that they start
 themselves; with it set, they only submit to and read from that deployment. The commands
-live in ``pipeline/commands/``; this file assembles them and is the entry point.
+live in ``pipeline/cli/``; this file assembles them and is the entry point.
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import sys
 
 import click
 
-from pipeline.commands import control, inspection, services, submit
-from pipeline.commands.common import EXIT_INTERRUPTED, EXIT_OK, fail
+from pipeline.cli import control, inspection, services, submit
+from pipeline.cli.common import EXIT_INTERRUPTED, EXIT_OK, fail
 from pipeline.validation import BadInput
 
 

@@ -1,7 +1,7 @@
 """A bare Celery canvas of the same shape as the pipeline's, with no run record.
 
 The baseline for "what our bookkeeping costs": the same stage functions
-(:mod:`pipeline.stages`), the same canvas shape
+(:mod:`pipeline.definition.stages`), the same canvas shape
 (chain(download, preprocess, chord(group(chain(train[i], evaluate[i])), group(cleanup[j])))),
 the same Celery settings (:func:`pipeline.celery_app.celery_config`), but no ledger, no
 log capture, no retry bookkeeping: outputs travel along the canvas as task results.
@@ -19,11 +19,11 @@ import redis
 from celery import Celery, chain, chord, group
 from celery.canvas import Signature
 
-from pipeline import stages
-from pipeline.artifacts import RunDir
+from pipeline.definition import stages
+from pipeline.artifacts.rundir import RunDir
 from pipeline.celery_app import celery_config
 from pipeline.settings import get_settings
-from pipeline.worker import quiet_task_lines
+from pipeline.worker.start import quiet_task_lines
 
 QUEUE = "bench_bare"
 
@@ -96,7 +96,7 @@ def cleanup_one(name: str, root: str, run_id: str, n_files: int) -> str:
 
 @app.task(name="bare.fan_out")
 def fan_out(branches: list[dict], root: str, run_id: str) -> int:
-    """A compact chord body: send the cleanup group (as pipeline.fanout does for ours)."""
+    """A compact chord body: send the cleanup group (as pipeline.runs.fanout does for ours)."""
     files = _files(branches)
     group([cleanup_one.si(name, root, run_id, len(files)) for name in files], app=app).apply_async()
     return len(files)

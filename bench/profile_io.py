@@ -1,6 +1,6 @@
 """W4's profiler harness: where a stage's time goes, file I/O against compute.
 
-Runs the flow in this process (:func:`pipeline.local.run_local`) with the stages'
+Runs the flow in this process (:func:`pipeline.runs.local.run_local`) with the stages'
 library calls wrapped by timers: ``np.loadtxt``/``np.savetxt``/``joblib.dump``/
 ``joblib.load``/``os.fsync`` (file I/O) and ``fit``/``score``/``train_test_split``
 (compute). Whatever else a stage spends (data generation, atomic-rename bookkeeping,
@@ -20,9 +20,11 @@ from typing import Any, Callable, Iterator
 from sklearn.base import RegressorMixin
 from sklearn.linear_model import LinearRegression, Ridge
 
-from pipeline import stages, store
-from pipeline.local import run_local
-from pipeline.runs import RunRequest
+from pipeline.definition import stages
+
+from pipeline.artifacts import store
+from pipeline.runs.local import run_local
+from pipeline.runs.submit import RunRequest
 
 IO = ("loadtxt", "savetxt", "joblib.dump", "joblib.load", "fsync")
 COMPUTE = ("fit", "score", "train_test_split")

@@ -54,9 +54,9 @@ def main() -> int:
     else:
         # the worker `python cli.py worker --pool solo` runs, through `celery` itself: the CLI
         # leaves with os._exit, which would skip cProfile writing its file
-        from pipeline.worker import worker_argv
+        from pipeline.worker.start import worker_argv
 
-        target = ["-m", "celery", "-A", "pipeline.tasks", *worker_argv([], None, "solo")]
+        target = ["-m", "celery", "-A", "pipeline.worker.tasks", *worker_argv([], None, "solo")]
     argv = [sys.executable, "-m", "cProfile", "-o", worker_prof, *target, "--loglevel", "INFO"]
     log = work / "worker.log"
     proc = subprocess.Popen(argv, cwd=harness.ROOT, env=harness.pipeline_env(server.url),
@@ -72,8 +72,8 @@ def main() -> int:
 
             profiler.runcall(run_bare, str(root), "bare-profile", values, 100)
         else:
-            from pipeline.connect import connect
-            from pipeline.runs import RunRequest, submit_run, wait_for_run
+            from pipeline.embedded.connect import connect
+            from pipeline.runs.submit import RunRequest, submit_run, wait_for_run
             from pipeline.settings import get_settings
 
             conn = connect(get_settings(), announce=lambda _m: None)

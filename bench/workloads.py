@@ -62,7 +62,7 @@ class Bench:
         os.environ.pop("PIPELINE_STATE_DIR", None)
         self.root = work / "artifacts"
         self.root.mkdir()
-        from pipeline.connect import connect
+        from pipeline.embedded.connect import connect
         from pipeline.settings import get_settings
 
         self.conn = connect(get_settings(), announce=lambda _m: None)
@@ -103,7 +103,7 @@ class Bench:
     # -- the measured things ------------------------------------------------------------
     def ours_inprocess(self, values: list, n_samples: int = 100, sleep: float = 0.0, label: str | None = None) -> float:
         """submit_run + wait_for_run + run_results in this process (the worker already runs)."""
-        from pipeline.runs import RunRequest, run_results, submit_run, wait_for_run
+        from pipeline.runs.submit import RunRequest, run_results, submit_run, wait_for_run
 
         request = RunRequest(alphas=list(values), artifacts_root=self.root, n_samples=n_samples, sleep=sleep,
                              label=label)

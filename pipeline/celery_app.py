@@ -50,7 +50,7 @@ def celery_config(settings: Settings) -> dict:
         # chord's parts without stored results. Storing them cost a GET, SET and PUBLISH
         # per state, twice a task (bench/RESULTS.md).
         "task_ignore_result": True,
-        "worker_consumer": "pipeline.worker_consumer:BatchedEventsConsumer",
+        "worker_consumer": "pipeline.worker.consumer:BatchedEventsConsumer",
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_hijack_root_logger": True,
         "worker_redirect_stdouts": True,
@@ -61,11 +61,11 @@ def celery_config(settings: Settings) -> dict:
 
 
 def broker_transport(url: str | None) -> dict:
-    """Our kombu transport for a plain ``redis://`` broker (see :mod:`pipeline.kombu_redis`).
+    """Our kombu transport for a plain ``redis://`` broker (see :mod:`pipeline.worker.kombu_redis`).
 
     Other schemes (``rediss://``, sockets, sentinel) keep kombu's own transport.
     """
-    return {"broker_transport": "pipeline.kombu_redis:Transport" if (url or "").startswith("redis://") else None}
+    return {"broker_transport": "pipeline.worker.kombu_redis:Transport" if (url or "").startswith("redis://") else None}
 
 
 def configure(app: Celery, settings: Settings) -> Celery:
@@ -74,5 +74,5 @@ def configure(app: Celery, settings: Settings) -> Celery:
     return app
 
 
-app = configure(Celery("pipeline", include=["pipeline.tasks", "pipeline.scheduling_tasks", "pipeline.fanout"]), get_settings())
-app.steps["worker"].add("pipeline.liveness:WorkerRecordStep")  # the worker's record of its queues
+app = configure(Celery("pipeline", include=["pipeline.worker.tasks", "pipeline.schedule.tick_task", "pipeline.runs.fanout"]), get_settings())
+app.steps["worker"].add("pipeline.worker.liveness:WorkerRecordStep")  # the worker's record of its queues

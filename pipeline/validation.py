@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from pipeline.artifacts import check_run_id
+from pipeline.artifacts.rundir import check_run_id
 
 MAX_ALPHAS = 10_000
 """Most alphas one sweep takes (each alpha is two tasks and one cleanup)."""
@@ -103,7 +103,7 @@ def check_artifacts_root(root: str | Path, allowed: Iterable[str | Path] = ()) -
     BadInput for a URL fsspec cannot use, and, when ``allowed`` roots are set
     (PIPELINE_ARTIFACTS_ALLOWED), for a root outside all of them.
     """
-    from pipeline.store import normalize_root
+    from pipeline.artifacts.store import normalize_root
 
     try:
         normalized = normalize_root(root)

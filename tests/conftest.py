@@ -113,8 +113,8 @@ def poll(condition, what: str = "condition", timeout: float = 60.0, interval: fl
 
 def recorded_run(url: str, run_id: str, n_branches: int = 2):
     """A ledger on ``url`` holding run ``run_id`` (never sent), each task expecting Celery id ``id-<key>``."""
-    from pipeline import flow
-    from pipeline.ledger import Ledger
+    from pipeline.definition import flow
+    from pipeline.ledger.records import Ledger
     from pipeline.redis_conn import make_client
 
     book = Ledger(make_client(url), 3600)

@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 
 from conftest import RedisServer, Worker, pipeline_env, poll, run_cli, start_redis, start_worker, stop_process  # noqa: F401  (poll re-exported)
-from pipeline import flow
-from pipeline.ledger import Ledger
+from pipeline.definition import flow
+from pipeline.ledger.records import Ledger
 from pipeline.redis_conn import make_client
 from test_stages import tutorial_score
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 
 from conftest import CLI, ROOT, poll, run_cli, start_worker, stop_process
-from pipeline import flow
+from pipeline.definition import flow
 from test_restart_integration import eval_names
 from test_stages import tutorial_score
 from test_sweep_integration import ledger_for

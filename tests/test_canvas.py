@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from celery.canvas import _chain, _chord, group
 
-from pipeline import flow
-from pipeline.canvas import build_canvas
+from pipeline.definition import flow
+from pipeline.definition.canvas import build_canvas
 from pipeline.celery_app import app
 
 

@@ -9,7 +9,9 @@ from conftest import ROOT
 CHECK = """
 import sys
 import cli
-from pipeline import connect, report, runs
+from pipeline.embedded import connect
+from pipeline.cli import report
+from pipeline.runs import submit as runs
 heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'sklearn', 'scipy', 'joblib'))
 print(','.join(heavy))
 """

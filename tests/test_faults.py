@@ -13,8 +13,7 @@ import psutil
 import pytest
 
 from faultkit import FAST_RESTORE, assert_completed_once, kill_group, make_stack, poll, running
-from pipeline import flow
-
+from pipeline.definition import flow
 pytestmark = pytest.mark.slow
 
 TWO = ["1.0", "0.1"]

@@ -12,8 +12,8 @@ import pytest
 
 from conftest import CLI, ROOT, start_redis
 from faultkit import FAST_RESTORE, assert_completed_once, make_stack, poll, running
-from pipeline import flow
-from pipeline.runs import RECONNECT_EVERY
+from pipeline.definition import flow
+from pipeline.runs.submit import RECONNECT_EVERY
 
 pytestmark = pytest.mark.slow
 
@@ -86,9 +86,9 @@ def assert_redelivered_at_most_once(stack, run_id: str) -> None:
 def test_waiting_outlives_an_outage_longer_than_the_clients_retries(tmp_path):
     """wait_for_run keeps waiting through a Redis outage, whatever its length, and says so."""
     from conftest import stop_process
-    from pipeline.ledger import Ledger
+    from pipeline.ledger.records import Ledger
     from pipeline.redis_conn import make_client
-    from pipeline.runs import wait_for_run
+    from pipeline.runs.submit import wait_for_run
 
     server = start_redis(tmp_path / "redis")
     run_id = "20260101T000000Z-0a7a9e"

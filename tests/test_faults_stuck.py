@@ -12,8 +12,7 @@ import time
 import pytest
 
 from faultkit import assert_completed_once, make_stack, poll
-from pipeline import flow
-
+from pipeline.definition import flow
 pytestmark = pytest.mark.slow
 
 TWO = ["1.0", "0.1"]

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
-from pipeline import flow
+from pipeline.definition import flow
 from conftest import CLI, ROOT, free_port, pipeline_env, poll, run_cli, stop_process
 
 AUTH = "ops:s3cret"
@@ -65,7 +65,7 @@ def test_flower_lists_every_task_of_a_run_and_refuses_anonymous(flower, tmp_path
     other = json.loads(run_cli("run", "--json", env=env).stdout)["run_id"]
     run_id = first.stderr.split("run ", 1)[1].split()[0]
 
-    # 14 stage tasks, and the fan-out task that sends the cleanups (pipeline/fanout.py)
+    # 14 stage tasks, and the fan-out task that sends the cleanups (pipeline/runs/fanout.py)
     tasks = poll(lambda: (t := run_tasks(base, run_id)) and len(t) == 2 + 6 + 6 + 1
                  and all(v["state"] == "SUCCESS" for v in t.values()) and t, "every task of the run in SUCCESS", 30)
     keys = sorted(json.dumps(v["kwargs"]) for v in tasks.values())
@@ -89,7 +89,7 @@ def test_flower_lists_every_task_of_a_run_and_refuses_anonymous(flower, tmp_path
 
 def test_flower_shows_a_running_task_as_started(flower, tmp_path):
     """STARTED comes from the worker's task-started event (results are not stored), sent in
-    the worker's next event batch (pipeline/worker_consumer.py), while the task still runs."""
+    the worker's next event batch (pipeline/worker/consumer.py), while the task still runs."""
     base, env = flower
     env = {**env, "PIPELINE_ARTIFACTS": str(tmp_path / "art")}
     run_id = json.loads(run_cli("run", "--sleep", "3", "--no-wait", "--json", env=env).stdout)["run_id"]

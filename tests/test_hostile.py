@@ -122,10 +122,10 @@ def test_artifacts_root_outside_the_allowed_one(clean_redis, tmp_path):
 
 def test_cleanup_of_a_name_pointing_outside_the_run_dir_is_refused(cli_env, clean_redis, worker, tmp_path):
     """A record tampered with (download's output says ../victim.txt): cleanup refuses it."""
-    from pipeline import flow
-    from pipeline.ledger import Ledger
+    from pipeline.definition import flow
+    from pipeline.ledger.records import Ledger
     from pipeline.redis_conn import make_client
-    from pipeline.runs import RunRequest
+    from pipeline.runs.submit import RunRequest
 
     victim = tmp_path / "artifacts" / "victim.txt"
     victim.parent.mkdir(parents=True)

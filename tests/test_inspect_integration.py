@@ -8,8 +8,8 @@ import time
 import pytest
 
 from conftest import pipeline_env, run_cli
-from pipeline import flow
-from pipeline.ledger import Ledger
+from pipeline.definition import flow
+from pipeline.ledger.records import Ledger
 from pipeline.redis_conn import make_client
 
 THREE = ["1.0", "0.1", "0.01"]

@@ -5,9 +5,9 @@ import json
 import signal
 
 from conftest import pipeline_env, poll, run_cli, start_worker, stop_process
-from pipeline import flow
-from pipeline.liveness import WORKERS_PREFIX, consumers_of, live_workers, unconsumed_message
-from pipeline.runs import wait_for_run
+from pipeline.definition import flow
+from pipeline.worker.liveness import WORKERS_PREFIX, consumers_of, live_workers, unconsumed_message
+from pipeline.runs.submit import wait_for_run
 from test_sweep_integration import ledger_for
 
 WAITING = "no live worker consumes queue"

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import flow
-from pipeline.ledger import Ledger
+from pipeline.definition import flow
+from pipeline.ledger.records import Ledger
 from conftest import recorded_run
 
 RUN = "20260101T000000Z-1a7e00"

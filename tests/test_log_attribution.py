@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 from conftest import pipeline_env, run_cli, start_worker, stop_process
-from pipeline import flow
-from pipeline.ledger import Ledger
+from pipeline.definition import flow
+from pipeline.ledger.records import Ledger
 from pipeline.redis_conn import make_client
 
 N_ALPHAS = 16

@@ -34,10 +34,10 @@ import pytest
 
 import hostnet
 from conftest import CLI, pipeline_env, poll, redis_binary
-from pipeline import flow
-from pipeline.ledger import Ledger
-from pipeline.status import is_stuck
-from pipeline.store import TMP_PREFIX
+from pipeline.definition import flow
+from pipeline.ledger.records import Ledger
+from pipeline.ledger.status import is_stuck
+from pipeline.artifacts.store import TMP_PREFIX
 from test_stages import tutorial_score
 from test_sweep_integration import ledger_for
 

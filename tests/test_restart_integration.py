@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import poll, run_cli
-from pipeline import flow
-from pipeline.runs import RunRequest
+from pipeline.definition import flow
+from pipeline.runs.submit import RunRequest
 from test_stages import tutorial_score
 from test_sweep_integration import SIX, ledger_for
 

@@ -5,12 +5,12 @@ import time
 
 import pytest
 
-from pipeline import flow
-from pipeline.canvas import build_canvas
-from pipeline.dispatch import frozen_ids, freeze_ids
-from pipeline.ledger import Ledger
-from pipeline.restart import keys_to_rerun
-from pipeline.status import is_stuck
+from pipeline.definition import flow
+from pipeline.definition.canvas import build_canvas
+from pipeline.runs.dispatch import frozen_ids, freeze_ids
+from pipeline.ledger.records import Ledger
+from pipeline.runs.restart import keys_to_rerun
+from pipeline.ledger.status import is_stuck
 from conftest import recorded_run
 
 RUN = "20260101T000000Z-abcdef"
@@ -134,7 +134,7 @@ def test_reset_of_a_stuck_run_that_had_nothing_left_finalizes_it(ledger):
 
 def test_the_run_ends_no_earlier_than_its_last_task_whatever_the_callers_clocks(ledger, monkeypatch):
     """Two workers finish the last two tasks; the one that ends the run read its clock first."""
-    import pipeline.ledger as ledger_module
+    import pipeline.ledger.records as ledger_module
 
     for key in KEYS[:-2]:
         run_through(ledger, key, output={"file": "x", "score": 1.0} if key.startswith("evaluate") else key)

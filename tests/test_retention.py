@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 from conftest import pipeline_env, run_cli, start_worker, stop_process
-from pipeline import flow
-from pipeline.ledger import Ledger
+from pipeline.definition import flow
+from pipeline.ledger.records import Ledger
 from pipeline.redis_conn import make_client
 
 RETENTION = "3"

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import poll, run_cli
-from pipeline import flow
+from pipeline.definition import flow
 from test_stages import tutorial_score
 from test_sweep_integration import SIX, ledger_for
 

@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 
 from conftest import Worker, free_port, pipeline_env, run_cli, start_worker, stop_process
-from pipeline import flow, stages
-from pipeline.artifacts import RunDir, UnsafePathError
-from pipeline.store import TMP_PREFIX, is_url, normalize_root, run_location
+from pipeline.definition import flow
+from pipeline.definition import stages
+from pipeline.artifacts.rundir import RunDir, UnsafePathError
+from pipeline.artifacts.store import TMP_PREFIX, is_url, normalize_root, run_location
 from test_stages import tutorial_score
 from test_sweep_integration import ledger_for
 

@@ -18,11 +18,11 @@ import pytest
 from celery.beat import ScheduleEntry
 
 from conftest import CLI, ROOT, pipeline_env, poll, run_cli, start_worker, stop_process
-from pipeline import flow
-from pipeline.ledger import Ledger
-from pipeline.liveness import consumers_of
-from pipeline.runs import wait_for_run
-from pipeline.schedule import SCHEDULED_TASK, TickScheduler, every
+from pipeline.definition import flow
+from pipeline.ledger.records import Ledger
+from pipeline.worker.liveness import consumers_of
+from pipeline.runs.submit import wait_for_run
+from pipeline.schedule.scheduler import SCHEDULED_TASK, TickScheduler, every
 from pipeline.settings import Settings
 from test_stages import tutorial_score
 from test_sweep_integration import ledger_for
@@ -61,7 +61,7 @@ def sched(clean_redis, sched_worker, sched_artifacts, monkeypatch):
 
 
 def run_tick(ledger: Ledger, tick: datetime, alphas=(1.0, 0.1)) -> dict:
-    from pipeline.scheduling_tasks import run_tick as run
+    from pipeline.schedule.tick_task import run_tick as run
 
     return run(ledger, tick, list(alphas), label=LABEL)
 
@@ -78,7 +78,7 @@ def assert_ran_once(ledger: Ledger, run_id: str, n: int) -> None:
 
 
 def test_one_tick_attempted_concurrently_makes_one_run_and_one_canvas(sched, sched_worker, sched_artifacts):
-    from pipeline.scheduling_tasks import scheduled_run
+    from pipeline.schedule.tick_task import scheduled_run
 
     since = len(sched_worker.text())
     messages = [scheduled_run.apply_async(kwargs={"tick": T.isoformat(), "alphas": [1.0, 0.1], "label": LABEL},
@@ -117,10 +117,10 @@ def test_one_tick_attempted_concurrently_makes_one_run_and_one_canvas(sched, sch
 CRASH = """
 import os, sys
 from datetime import datetime
-import pipeline.runs as runs
+import pipeline.runs.submit as runs
 from pipeline.redis_conn import make_client
-from pipeline.ledger import Ledger
-from pipeline.tick_runs import submit_tick, tick_request
+from pipeline.ledger.records import Ledger
+from pipeline.schedule.tick_runs import submit_tick, tick_request
 if sys.argv[1] == "before-claim":
     runs.ensure_submitted = lambda *a, **k: os._exit(3)
 else:

@@ -8,8 +8,8 @@ import pytest
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.model_selection import train_test_split
 
-from pipeline import stages
-from pipeline.artifacts import RunDir, UnsafePathError
+from pipeline.definition import stages
+from pipeline.artifacts.rundir import RunDir, UnsafePathError
 
 
 def tutorial_score(seed: int, n: int, alpha: float | None) -> float:

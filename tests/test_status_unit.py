@@ -5,9 +5,9 @@ import sys
 import threading
 import time
 
-from pipeline import logcapture
-from pipeline.status import duration, format_seconds, is_stuck, status_document, stuck_threshold
-from pipeline.views import status_text, timeline
+from pipeline.worker import logcapture
+from pipeline.ledger.status import duration, format_seconds, is_stuck, status_document, stuck_threshold
+from pipeline.cli.views import status_text, timeline
 
 NOW = 1_800_000_000.0
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from pipeline import flow
-from pipeline.ledger import Ledger
+from pipeline.definition import flow
+from pipeline.ledger.records import Ledger
 from test_stages import tutorial_score
 
 SIX = ["1.0", "0.1", "0.01", "0.001", "0.0001", "0.00001"]

@@ -5,8 +5,9 @@ import json
 import time
 
 from conftest import run_cli
-from pipeline import flow, taskstart
-from pipeline.ledger import Ledger
+from pipeline.definition import flow
+from pipeline.worker import taskstart
+from pipeline.ledger.records import Ledger
 from pipeline.redis_conn import make_client
 
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 from conftest import ROOT
-from pipeline.artifacts import RunDir
-from pipeline.store import TMP_DIR_NAME
+from pipeline.artifacts.rundir import RunDir
+from pipeline.artifacts.store import TMP_DIR_NAME
 
 
 def test_discard_temp_removes_only_the_runs_own_leftovers(tmp_path):
@@ -27,7 +27,7 @@ def test_discard_temp_removes_only_the_runs_own_leftovers(tmp_path):
 def test_writer_killed_inside_atomic_leaves_a_temp_file_that_discard_removes(tmp_path):
     code = (
         "import sys, time\n"
-        "from pipeline.artifacts import RunDir\n"
+        "from pipeline.artifacts.rundir import RunDir\n"
         f"with RunDir({str(tmp_path)!r}, 'r1').atomic('dataset.csv') as tmp:\n"
         "    tmp.write_text('1,2\\n3,')\n"
         "    print('writing', flush=True)\n"

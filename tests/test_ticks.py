@@ -10,11 +10,12 @@ from celery.beat import ScheduleEntry, Scheduler
 from celery.schedules import crontab
 
 import beat_schedule
-from pipeline import tick_runs, ticks
-from pipeline.runs import tick_run_id
-from pipeline.schedule import SCHEDULED_TASK, TickScheduler, entry_tick, every, stamp_options
+from pipeline.schedule import tick_runs
+from pipeline.schedule import ticks
+from pipeline.runs.submit import tick_run_id
+from pipeline.schedule.scheduler import SCHEDULED_TASK, TickScheduler, entry_tick, every, stamp_options
 from pipeline.settings import Settings
-from pipeline.naming import tick_seed, tick_stamp
+from pipeline.definition.naming import tick_seed, tick_stamp
 from pipeline.validation import BadInput
 
 UTC = timezone.utc

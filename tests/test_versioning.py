@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 from conftest import ROOT, pipeline_env, run_cli
-from pipeline import versioning
-
+from pipeline.ledger import versions as versioning
 SOURCE = '''
 def train(x, alpha=1.0):
     """Fit."""
@@ -48,11 +47,11 @@ def edit(path: Path, old: str, new: str) -> None:
 
 def test_package_digest_of_a_copy_follows_code_changes_only(tmp_path):
     copy = copy_project(tmp_path / "copy")
-    assert versioning.package_digest(copy / "pipeline") == versioning.current_digest()
-    edit(copy / "pipeline" / "stages.py", "def cleanup_file(", "# cleanup, reformatted\ndef   cleanup_file(")
-    assert versioning.package_digest(copy / "pipeline") == versioning.current_digest()
-    edit(copy / "pipeline" / "canvas.py", "immutable=True", "immutable=True, priority=1")
-    assert versioning.package_digest(copy / "pipeline") != versioning.current_digest()
+    assert versioning.package_digest(copy / "pipeline" / "definition") == versioning.current_digest()
+    edit(copy / "pipeline" / "definition" / "stages.py", "def cleanup_file(", "# cleanup, reformatted\ndef   cleanup_file(")
+    assert versioning.package_digest(copy / "pipeline" / "definition") == versioning.current_digest()
+    edit(copy / "pipeline" / "definition" / "canvas.py", "immutable=True", "immutable=True, priority=1")
+    assert versioning.package_digest(copy / "pipeline" / "definition") != versioning.current_digest()
 
 
 def test_registry_gives_a_new_number_to_a_new_digest_only(clean_redis):
@@ -75,7 +74,7 @@ def submit(cli: Path, env: dict) -> str:
 def test_runs_record_the_version_and_flows_lists_them(clean_redis, tmp_path):
     env = pipeline_env(clean_redis.url, PIPELINE_ARTIFACTS=str(tmp_path / "artifacts"))
     changed = copy_project(tmp_path / "changed")
-    edit(changed / "pipeline" / "stages.py", 'print("cleanup_file end")', 'print("cleanup_file", "end")')
+    edit(changed / "pipeline" / "definition" / "stages.py", 'print("cleanup_file end")', 'print("cleanup_file", "end")')
 
     ids = [submit(ROOT / "cli.py", env), submit(changed / "cli.py", env)]
     client = clean_redis.client()

@@ -1,10 +1,10 @@
 """What a worker skips or batches for speed (bench/RESULTS.md), against a real Redis and worker.
 
 - task events go out in batches (``task.multi``), yet every task's received, started and
-  succeeded events arrive (pipeline/worker_consumer.py);
+  succeeded events arrive (pipeline/worker/consumer.py);
 - Celery's result store stays empty (``task_ignore_result``) while chords still complete;
 - without ``--log-tasks`` the worker's log has no per-task "received"/"succeeded" lines;
-- kombu's channel reuses one Redis client object (pipeline/kombu_redis.py).
+- kombu's channel reuses one Redis client object (pipeline/worker/kombu_redis.py).
 """
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from collections import Counter
 from dataclasses import replace
 
 from conftest import pipeline_env, run_cli, start_worker, stop_process
-from pipeline import flow
-
+from pipeline.definition import flow
 WORKER_EVENTS = ("task-received", "task-started", "task-succeeded")
 
 
@@ -70,7 +69,7 @@ def test_prefork_worker_batches_events_and_stores_no_results(clean_redis, tmp_pa
 
 def test_kombu_channel_reuses_its_client_until_the_pool_changes(clean_redis):
     from pipeline.celery_app import app, configure
-    from pipeline.kombu_redis import Channel
+    from pipeline.worker.kombu_redis import Channel
     from pipeline.settings import get_settings
 
     configure(app, replace(get_settings(), broker_url=clean_redis.url, result_backend=clean_redis.url))
@@ -100,8 +99,8 @@ class RecordingHub:
 
 
 def test_event_flush_is_scheduled_once_and_again_after_a_lost_timer(monkeypatch):
-    from pipeline import worker_consumer
-    from pipeline.worker_consumer import EVENT_FLUSH_INTERVAL, LOST_FLUSH_AFTER, BatchedEventsConsumer
+    from pipeline.worker import consumer as worker_consumer
+    from pipeline.worker.consumer import EVENT_FLUSH_INTERVAL, LOST_FLUSH_AFTER, BatchedEventsConsumer
 
     clock = [100.0]
     monkeypatch.setattr(worker_consumer.time, "monotonic", lambda: clock[0])

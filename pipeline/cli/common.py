@@ -1,0 +1,106 @@
+"""What the CLI's commands share: exit codes, the one-line error, connecting, waiting."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from pipeline import validation
+from pipeline.redis_conn import BrokerUnreachable
+
+DEFAULT_ALPHAS = ("1.0", "0.1", "0.01", "0.001", "0.0001", "0.00001")
+"""The sweep's alphas when ``--alphas`` is not given (the tutorial's)."""
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class VariadicOptions(click.Command):
+    """A command whose ``--alphas`` takes every word up to the next ``--option``.
+
+    So ``--alphas 1.0 0.1``, ``--alphas 1.0,0.1`` and ``--alphas -0.5`` all reach the
+    alpha parser (which names -0.5 as negative) instead of click's option parser.
+    """
+
+    variadic = ("--alphas",)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out: list[str] = []
+        i = 0
+        while i < len(args):
+            token = args[i]
+            if token in self.variadic:
+                j = i + 1
+                while j < len(args) and not args[j].startswith("--"):
+                    j += 1
+                out += [token, " ".join(args[i + 1 : j])]
+                i = j
+            else:
+                out.append(token)
+                i += 1
+        return super().parse_args(ctx, out)
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+    """Print one error line on stderr and exit with ``code``."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def connect_or_exit(settings):
+    """Connect to the broker (or embedded stack); exit 2 with one line if unreachable."""
+    from pipeline.embedded.connect import connect
+
+    try:
+        return connect(settings, announce=lambda msg: click.echo(msg, err=True))
+    except BrokerUnreachable as exc:
+        fail(str(exc))
+
+
+def wait_and_report(conn, run_id: str, as_json: bool) -> None:
+    """Wait for ``run_id`` with a progress bar, print its results, exit 0/1 (130 on Ctrl-C)."""
+    from pipeline.cli.report import print_json, progress_bar, results_table, run_document
+    from pipeline.runs.submit import run_results, wait_for_run
+    from pipeline.artifacts.store import run_location
+
+    try:
+        with progress_bar(run_id, enabled=not as_json and sys.stderr.isatty()) as update:
+            state = wait_for_run(conn.ledger, run_id, update, on_connection=report_connection)
+    except KeyboardInterrupt:
+        click.echo(f"\nstopped waiting; run {run_id} goes on: python cli.py wait {run_id}", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    run = conn.ledger.get_run(run_id)
+    results = run_results(conn.ledger, run_id)
+    artifacts = run_location(run["artifacts"], run_id)
+    if as_json:
+        print_json(run_document(run, results, artifacts))
+    else:
+        click.echo(f"run {run_id}: {state}; artifacts in {artifacts}")
+        if results:
+            click.echo(results_table(results))
+    sys.exit(EXIT_OK if state == "Success" else EXIT_FAILED)
+
+
+def report_connection(error: Exception | None) -> None:
+    """Say on stderr that waiting lost Redis (``error``) or has it back (None); the run goes on."""
+    if error is None:
+        click.echo("reconnected to Redis; still waiting", err=True)
+    else:
+        click.echo(f"lost the connection to Redis ({error}); still waiting, retrying every second", err=True)
+
+
+def existing_run(conn, run_id: str) -> dict:
+    """The run record of ``run_id``, or exit 2 naming it."""
+    validation.check_run_id_input(run_id)
+    run = conn.ledger.get_run(run_id)
+    if run is None:
+        fail(f"no run {run_id!r}")
+    return run
+
+
+def warn_if_unconsumed(conn, queue: str) -> None:
+    """Say on stderr (one line) when no live worker consumes ``queue``: the run waits for one."""
+    from pipeline.worker.liveness import unconsumed_message
+
+    message = unconsumed_message(conn.ledger.r, queue, embedded_url=conn.url if conn.embedded else None)
+    if message:
+        click.echo(message, err=True)

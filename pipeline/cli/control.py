@@ -1,0 +1,63 @@
+"""``restart`` and ``cancel``: act on a run that exists."""
+from __future__ import annotations
+
+import click
+
+from pipeline import validation
+from pipeline.cli.common import connect_or_exit, existing_run, fail, wait_and_report
+from pipeline.settings import get_settings
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--no-wait", is_flag=True, help="Print the run id and return at once.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+def restart(run_id: str, no_wait: bool, as_json: bool) -> None:
+    """Run a run's Failed and TriggerFailed tasks again (every unfinished one if it is stuck).
+
+    Same run id; succeeded tasks do not run again, the others read their inputs from the
+    run's record. Refused while the run is running or when every task succeeded.
+    """
+    from pipeline.runs.restart import RestartRefused, restart_run
+
+    validation.check_run_id_input(run_id)
+    settings = get_settings()
+    conn = connect_or_exit(settings)
+    existing_run(conn, run_id)
+    try:
+        done = restart_run(conn.ledger, run_id, settings.stuck_after)
+    except RestartRefused as exc:
+        fail(str(exc))
+    if no_wait:
+        if as_json:
+            from pipeline.cli.report import print_json
+
+            print_json({"run_id": run_id, "state": done.state, "restarted": done.keys, "stuck": done.stuck})
+        else:
+            click.echo(run_id)
+        return
+    if not as_json:
+        why = "stuck run" if done.stuck else "failed tasks"
+        click.echo(f"run {run_id} restarted ({why}): {len(done.keys)} tasks run again", err=True)
+    wait_and_report(conn, run_id, as_json)
+
+
+@click.command()
+@click.argument("run_id")
+def cancel(run_id: str) -> None:
+    """Cancel a run: revoke its queued tasks, end running ones, state Cancelled (restartable).
+
+    Running tasks are terminated on prefork workers; a threads pool cannot kill a thread,
+    so there they finish their current stage and their result is ignored.
+    """
+    from pipeline.runs.cancel import CancelRefused, cancel_run
+
+    validation.check_run_id_input(run_id)
+    conn = connect_or_exit(get_settings())
+    existing_run(conn, run_id)
+    try:
+        done = cancel_run(conn.ledger, run_id)
+    except CancelRefused as exc:
+        fail(str(exc))
+    click.echo(f"run {run_id} cancelled: {len(done.stopped)} tasks stopped; "
+               f"python cli.py restart {run_id} runs them again")

@@ -1,0 +1,131 @@
+"""``worker``, ``stop``, ``flower``, ``beat`` and ``backfill``: the processes around the runs."""
+from __future__ import annotations
+
+import click
+
+from pipeline import validation
+from pipeline.cli.common import VariadicOptions, connect_or_exit, fail, warn_if_unconsumed
+from pipeline.settings import get_settings
+
+
+@click.command()
+@click.option("--label", "labels", multiple=True, help="Consume this label's queue (repeatable).")
+@click.option("--concurrency", type=int, default=None, help="Worker slots (default: number of CPUs).")
+@click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork", show_default=True)
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--without-mingle", is_flag=True,
+              help="Skip the 1 s start-up sync with other workers (for a worker that is alone).")
+@click.option("--log-tasks", is_flag=True,
+              help="Also log Celery's 'received' and 'succeeded' line for every task (off: they cost "
+                   "about 10 % of a sweep of small tasks; status, logs and Flower show every task).")
+def worker(labels: tuple[str, ...], concurrency: int | None, pool: str, loglevel: str, without_mingle: bool,
+           log_tasks: bool) -> None:
+    """Start a worker consuming the given labels' queues (the default queue without --label)."""
+    for label in labels:
+        validation.check_label(label)
+    if concurrency is not None and concurrency < 1:
+        fail(f"concurrency {concurrency} must be at least 1")
+    settings = get_settings()
+    if not settings.broker_url:
+        fail("CELERY_BROKER_URL is not set: point it at your Redis (the embedded stack starts its own worker)")
+    from pipeline.worker.start import run_worker
+
+    run_worker(labels, concurrency, pool, loglevel, mingle=not without_mingle, log_tasks=log_tasks)
+
+
+@click.command()
+def stop() -> None:
+    """Stop the embedded Redis and worker now (they also stop after 10 idle minutes)."""
+    from pipeline.embedded.stack import stop_stack
+
+    stopped = stop_stack(get_settings())
+    click.echo("embedded stack stopped" if stopped else "no embedded stack was running")
+
+
+@click.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=5555, show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+def flower(port: int, address: str) -> None:
+    """Start Flower against the configured broker (or the embedded stack).
+
+    Basic auth comes from FLOWER_BASIC_AUTH (user:password). Start it before submitting:
+    Flower only sees events sent while it runs. Find a run's tasks on its tasks page
+    with the search `kwargs:run_id=RUN_ID`.
+    """
+    import os
+
+    from pipeline.web.flower import flower_argv
+
+    settings = get_settings()
+    conn = connect_or_exit(settings)
+    env = dict(os.environ)
+    if conn.embedded:
+        env.update(CELERY_BROKER_URL=conn.url, CELERY_RESULT_BACKEND=conn.url)
+    if not settings.flower_basic_auth:
+        click.echo("FLOWER_BASIC_AUTH is not set: Flower's pages are open, its API refuses requests", err=True)
+    argv = flower_argv(settings, port, address)
+    os.execve(argv[0], argv, env)
+
+
+@click.command()
+@click.option("--loglevel", default="INFO", show_default=True)
+def beat(loglevel: str) -> None:
+    """Start Celery beat with beat_schedule.py: one run of the sweep per minute (run exactly one beat).
+
+    \b
+    Each tick T creates run tick-YYYYMMDDHHmmss (seed int(T.timestamp()), T in file names),
+    executed by a worker on the default queue (PIPELINE_SCHEDULE_LABEL: that label's).
+    Its state file lives in PIPELINE_STATE_DIR; PIPELINE_BEAT_INTERVAL=S ticks every S seconds.
+    """
+    settings = get_settings()
+    if not settings.broker_url:
+        fail("CELERY_BROKER_URL is not set: beat needs the deployment's Redis")
+    import beat_schedule
+    from pipeline.schedule.beat import run_beat
+
+    run_beat(beat_schedule.build_schedule(settings), settings, loglevel)
+
+
+@click.command(cls=VariadicOptions)
+@click.option("--start", "start_text", required=True, help="First tick, ISO-8601 (no zone: UTC), e.g. 2026-11-28T09:00.")
+@click.option("--end", "end_text", required=True, help="Last tick, inclusive, e.g. 2026-11-28T09:05.")
+@click.option("--alphas", "alphas_text", default=None, help="Ridge alphas (default: the schedule's).")
+@click.option("--n-samples", type=int, default=None, help="Dataset rows (default: the schedule's).")
+@click.option("--label", default=None, help="Route the runs to this label's queue (default: the schedule's).")
+@click.option("--artifacts", default=None,
+              help="Artifacts root: a path or an fsspec URL (default: $PIPELINE_ARTIFACTS or ./artifacts).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the run ids.")
+def backfill(start_text: str, end_text: str, alphas_text: str | None, n_samples: int | None, label: str | None,
+             artifacts: str | None, as_json: bool) -> None:
+    """Create the runs the per-minute schedule would have created between --start and --end.
+
+    Ticks are whole minutes, both ends included, at most 1440 a call, none in the future.
+    Ticks that already have a run are skipped, so running it twice creates nothing new.
+    """
+    from datetime import datetime, timezone
+
+    from pipeline.schedule import ticks
+    settings = get_settings()
+    start = ticks.parse_time(start_text, "start")
+    end = ticks.parse_time(end_text, "end")
+    moments = ticks.ticks_between(start, end, datetime.now(timezone.utc))
+    alphas = validation.parse_alphas([alphas_text]) if alphas_text is not None else None
+    if n_samples is not None:
+        validation.check_samples(n_samples)
+    label = settings.schedule_label if label is None else validation.check_label(label)
+    root = validation.check_artifacts_root(artifacts or settings.artifacts_root, settings.artifacts_allowed)
+    conn = connect_or_exit(settings)
+    import beat_schedule  # after the checks above: it imports Celery and scikit-learn
+    from pipeline.schedule.backfill import backfill as run_backfill
+
+    alphas = beat_schedule.SCHEDULED_ALPHAS if alphas is None else alphas
+    n_samples = beat_schedule.SCHEDULED_N_SAMPLES if n_samples is None else n_samples
+    report = run_backfill(conn.ledger, moments, alphas=alphas, artifacts_root=root, n_samples=n_samples, label=label)
+    if report.created:
+        warn_if_unconsumed(conn, label or "default")
+    if as_json:
+        from pipeline.cli.report import print_json
+
+        print_json(report.document())
+    else:
+        click.echo(report.summary())

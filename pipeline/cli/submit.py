@@ -1,0 +1,116 @@
+"""``run``, ``sweep`` and ``wait``: submit a run (or run it locally) and wait for its results."""
+from __future__ import annotations
+
+import click
+
+from pipeline import validation
+from pipeline.cli.common import (
+    DEFAULT_ALPHAS, VariadicOptions, connect_or_exit, existing_run, fail, wait_and_report, warn_if_unconsumed,
+)
+from pipeline.settings import get_settings
+
+
+def run_options(func):
+    """Options shared by ``run`` and ``sweep``."""
+    options = [
+        click.option("--n-samples", type=int, default=100, show_default=True, help="Rows in the generated dataset."),
+        click.option("--sleep", type=float, default=0.0, show_default=True, help="Seconds every stage sleeps."),
+        click.option("--retries", type=int, default=0, show_default=True, help="Retries of a failing stage."),
+        click.option("--retry-delay", type=float, default=0.0, show_default=True, help="Seconds between retries."),
+        click.option("--fail-rate", type=float, default=0.0, show_default=True,
+                     help="Probability that a train_model attempt raises (failure injection)."),
+        click.option("--label", default=None, help="Route every task to this label's queue."),
+        click.option("--artifacts", default=None,
+                     help="Artifacts root: a path or an fsspec URL like s3://bucket/prefix "
+                          "(default: $PIPELINE_ARTIFACTS or ./artifacts)."),
+        click.option("--no-wait", is_flag=True, help="Print the run id and return at once."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table."),
+        click.option("--local", is_flag=True, help="Run everything in this process, no broker (debug path)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.command(cls=VariadicOptions)
+@click.option("--alpha", type=str, default=None, help="Ridge alpha; without it, LinearRegression.")
+@run_options
+def run(alpha: str | None, **options) -> None:
+    """Run the pipeline once: LinearRegression, or Ridge with --alpha."""
+    alphas = [None] if alpha is None else validation.parse_alphas([alpha])
+    if len(alphas) != 1:
+        fail(f"--alpha takes one value, got {alpha!r}")
+    submit_and_report(alphas, **options)
+
+
+@click.command(cls=VariadicOptions)
+@click.option("--alphas", "alphas_text", default=" ".join(DEFAULT_ALPHAS), show_default=True,
+              help="Ridge alphas, space- or comma-separated; one branch each.")
+@run_options
+def sweep(alphas_text: str, **options) -> None:
+    """Train and evaluate one Ridge model per alpha, in parallel, then clean up."""
+    submit_and_report(validation.parse_alphas([alphas_text]), **options)
+
+
+def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_rate, label, artifacts,
+                      no_wait, as_json, local) -> None:
+    """Validate, submit (or run locally), wait with progress, print the table or JSON, exit."""
+    settings = get_settings()
+    validation.check_samples(n_samples)
+    validation.check_seconds("sleep", sleep, settings.visibility_timeout)
+    validation.check_seconds("retry delay", retry_delay, settings.visibility_timeout)
+    validation.check_retries(retries)
+    validation.check_rate(fail_rate)
+    if label is not None:
+        validation.check_label(label)
+    root = validation.check_artifacts_root(artifacts or settings.artifacts_root, settings.artifacts_allowed)
+    conn = None if local else connect_or_exit(settings)  # before the heavier imports: fast errors
+    from pipeline.runs.submit import RunRequest, new_run_id
+    from pipeline.artifacts.store import run_location
+
+    request = RunRequest(
+        alphas=alphas, artifacts_root=root, n_samples=n_samples,
+        sleep=sleep, retries=retries, retry_delay=retry_delay, fail_rate=fail_rate, label=label,
+    )
+    if local:
+        from pipeline.runs.local import run_local
+        from pipeline.cli.report import print_json, results_table
+
+        run_id = new_run_id()
+        results = run_local(request, run_id)
+        directory = run_location(request.artifacts_root, run_id)
+        if as_json:
+            print_json({"run_id": run_id, "state": "Success", "artifacts": directory, "results": results})
+        else:
+            click.echo(f"run {run_id} (local): Success, artifacts in {directory}")
+            click.echo(results_table(results))
+        return
+    from pipeline.runs.submit import submit_run
+
+    submitted = submit_run(conn.ledger, request)
+    warn_if_unconsumed(conn, request.queue)
+    if no_wait:
+        if as_json:
+            from pipeline.cli.report import print_json
+
+            print_json({"run_id": submitted.run_id, "state": "Pending", "artifacts": submitted.artifacts})
+        else:
+            click.echo(submitted.run_id)
+        return
+    if not as_json:
+        from pipeline.web.flower import where_to_look
+
+        click.echo(f"run {submitted.run_id} submitted; artifacts in {submitted.artifacts}", err=True)
+        click.echo(where_to_look(settings, submitted.run_id), err=True)
+    wait_and_report(conn, submitted.run_id, as_json)
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+def wait(run_id: str, as_json: bool) -> None:
+    """Wait for a run submitted earlier with --no-wait, then print its results."""
+    validation.check_run_id_input(run_id)
+    conn = connect_or_exit(get_settings())
+    existing_run(conn, run_id)
+    wait_and_report(conn, run_id, as_json)

@@ -1,0 +1,62 @@
+"""Connect the CLI to a broker: the configured one, or the embedded stack it starts itself."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from pipeline.ledger.records import Ledger
+from pipeline.redis_conn import check_reachable, make_client
+from pipeline.settings import Settings
+
+EMBEDDED_CONCURRENCY = 10
+"""Slots of the embedded worker: the widest layer of a six-alpha sweep is 9 cleanups."""
+
+REACH_TIMEOUT = 2.0
+"""Seconds to wait for the broker before reporting it unreachable (the contract says 5)."""
+
+CLI_PATH = Path(__file__).resolve().parents[2] / "cli.py"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where this command talks to: the broker URL, the ledger, and the embedded stack if any."""
+
+    url: str
+    ledger: Ledger
+    embedded: bool
+
+
+def embedded_worker_argv() -> list[str]:
+    """The command the embedded stack runs its worker with."""
+    return [sys.executable, str(CLI_PATH), "worker", "--pool", "threads", "--concurrency", str(EMBEDDED_CONCURRENCY),
+            "--without-mingle"]  # alone on its private Redis: nobody to sync with at start-up
+
+
+def connect(settings: Settings, announce=print) -> Connection:
+    """Reach the configured broker (raising BrokerUnreachable) or start/reuse the embedded stack.
+
+    Configures the Celery app for the URL, so canvases sent afterwards go there.
+    """
+    if settings.broker_url:
+        check_reachable(settings.broker_url, REACH_TIMEOUT)
+        if settings.ledger_url != settings.broker_url:
+            check_reachable(settings.ledger_url, REACH_TIMEOUT)
+        url, embedded = settings.ledger_url, False
+    else:
+        from pipeline.embedded import stack
+        info = stack.ensure_stack(settings, embedded_worker_argv())
+        if info.started_now:
+            announce(
+                f"Started the embedded Redis ({info.url}) and worker; state and logs in "
+                f"{info.state_dir}. They stop after {settings.idle_exit_seconds / 60:g} idle minutes; "
+                "`python cli.py stop` stops them now."
+            )
+        else:
+            stack.touch(settings)
+        url, embedded = info.url, True
+        settings = replace(settings, broker_url=url, result_backend=url)
+    from pipeline.celery_app import app, configure  # after the reach check: Celery is slow to import
+
+    configure(app, settings)
+    return Connection(url, Ledger(make_client(url, settings), settings.retention_seconds), embedded)

@@ -1,0 +1,294 @@
+"""The run ledger: runs, task states, attempts, outputs and logs, kept in Redis.
+
+Tasks write it (through atomic Lua scripts, so concurrent tasks never lose an update);
+the CLI reads it. It, not Celery's result backend, is the record of a run: restart and
+status read only from here.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterable
+
+import redis
+
+from pipeline.ledger import scripts as ledger_scripts
+from pipeline.definition.flow import REFERENCE_STAGE
+from pipeline.ledger.values import Begin, BeginRead, earlier_attempt, encode_field
+from pipeline.settings import KEY_PREFIX
+
+_PER_TASK = ("state", "attempts", "started", "ended", "output", "error")
+
+
+class Ledger:
+    """Read and write run records in one Redis."""
+
+    def __init__(self, client: redis.Redis, retention_seconds: float) -> None:
+        self.r = client
+        self.ttl = max(1, int(retention_seconds))
+        self._create = client.register_script(ledger_scripts.CREATE)
+        self._begin = client.register_script(ledger_scripts.BEGIN)
+        self._retrying = client.register_script(ledger_scripts.RETRYING)
+        self._finish = client.register_script(ledger_scripts.FINISH)
+
+    # -- keys -------------------------------------------------------------------------
+    @staticmethod
+    def run_key(run_id: str) -> str:
+        """The hash holding a run's own fields."""
+        return f"{KEY_PREFIX}:run:{run_id}"
+
+    def _keys(self, run_id: str) -> list[str]:
+        base = self.run_key(run_id)
+        return [base] + [f"{base}:{part}" for part in _PER_TASK] + [f"{base}:logs"]
+
+    @property
+    def runs_index(self) -> str:
+        """Sorted set of run ids by creation time."""
+        return f"{KEY_PREFIX}:runs"
+
+    # -- runs -------------------------------------------------------------------------
+    def create_run(self, run_id: str, fields: dict[str, Any], task_keys: Iterable[str]) -> bool:
+        """Record a new run with every task Pending; False if the run id exists (first writer wins)."""
+        now = time.time()
+        flat: list[Any] = []
+        for name, value in fields.items():
+            flat += [name, encode_field(value)]
+        args = [self.ttl, repr(now), len(fields), *flat, *task_keys]
+        created = bool(self._create(keys=self._keys(run_id)[:2], args=args))
+        if created:
+            self.r.zadd(self.runs_index, {run_id: now})
+            self.forget_expired(now)
+        return created
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Set fields of an existing run."""
+        self.r.hset(self.run_key(run_id), mapping={k: encode_field(v) for k, v in fields.items()})
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """The run's fields (``params`` decoded), or None if there is no such run."""
+        raw = self.r.hgetall(self.run_key(run_id))
+        if not raw:
+            return None
+        if "params" in raw:
+            raw["params"] = json.loads(raw["params"])
+        return raw
+
+    def progress(self, run_id: str) -> tuple[str | None, int, int]:
+        """``(run state, tasks finished, tasks in all)`` in one round trip."""
+        state, remaining, total = self.r.hmget(self.run_key(run_id), "state", "remaining", "ntasks")
+        total_n = int(total or 0)
+        return state, total_n - int(remaining or 0), total_n
+
+    def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest runs first, skipping index entries whose record has expired."""
+        ids = self.r.zrevrange(self.runs_index, 0, max(0, limit - 1))
+        pipe = self.r.pipeline(transaction=False)
+        for run_id in ids:
+            pipe.hgetall(self.run_key(run_id))
+        return [raw for raw in pipe.execute() if raw]
+
+    # -- tasks ------------------------------------------------------------------------
+    def begin_task(self, run_id: str, key: str, task_id: str = "") -> Begin:
+        """Mark ``key`` Running and count an attempt, unless it must not run (see Begin).
+
+        ``task_id``: the Celery id of the message; a message the run no longer expects
+        (a restart re-sent the task under another id) gets verdict ``stale``.
+        """
+        keys = self._guarded_keys(run_id)
+        verdict, attempts = self._begin(keys=keys, args=[self.ttl, repr(time.time()), key, task_id or ""])
+        return Begin(verdict, int(attempts))
+
+    def set_retrying(self, run_id: str, key: str, error: str, task_id: str = "") -> None:
+        """Mark ``key`` Retrying (a later attempt is scheduled); a stale ``task_id`` changes nothing."""
+        self._retrying(keys=self._guarded_keys(run_id), args=[self.ttl, repr(time.time()), key, error, task_id or ""])
+
+    def finish_task(
+        self,
+        run_id: str,
+        key: str,
+        state: str,
+        *,
+        output: Any = None,
+        error: str = "",
+        trigger_failed: Iterable[str] = (),
+        task_id: str = "",
+    ) -> str:
+        """End ``key`` in ``state`` (and mark ``trigger_failed`` keys TriggerFailed).
+
+        Returns the run's end state when this call finished the run, else ``""``. A stale
+        ``task_id`` (see :meth:`begin_task`) changes nothing.
+        """
+        out = "" if output is None else json.dumps(output)
+        args = [self.ttl, repr(time.time()), REFERENCE_STAGE + "[", key, state, out, error, task_id or "",
+                *trigger_failed]
+        return self._finish(keys=self._guarded_keys(run_id), args=args) or ""
+
+    def outputs(self, run_id: str, keys: Iterable[str]) -> dict[str, Any]:
+        """Stored outputs of ``keys`` (missing ones left out)."""
+        keys = list(keys)
+        if not keys:
+            return {}
+        values = self.r.hmget(self._keys(run_id)[5], keys)
+        return {k: json.loads(v) for k, v in zip(keys, values) if v is not None}
+
+    def task_states(self, run_id: str) -> dict[str, str]:
+        """Task key -> state."""
+        return self.r.hgetall(self._keys(run_id)[1])
+
+    def tasks(self, run_id: str, order: Iterable[str]) -> list[dict[str, Any]]:
+        """One dict a task, in ``order``: key, state, attempts, started, ended (unix), output,
+        error, and ``history``: its earlier attempts, oldest first (each a dict of attempt,
+        state, started, ended and error; ``Unfinished`` for one that recorded no end)."""
+        pipe = self.r.pipeline(transaction=False)
+        for name in [*self._keys(run_id)[1:7], self.history_key(run_id)]:
+            pipe.hgetall(name)
+        states, attempts, started, ended, outputs, errors, history = pipe.execute()
+        rows = []
+        for key in order:
+            rows.append(
+                {
+                    "key": key,
+                    "state": states.get(key, "Pending"),
+                    "attempts": int(attempts.get(key, 0)),
+                    "started": float(started[key]) if key in started else None,
+                    "ended": float(ended[key]) if key in ended else None,
+                    "output": json.loads(outputs[key]) if key in outputs else None,
+                    "error": errors.get(key),
+                    "history": [earlier_attempt(a) for a in json.loads(history[key])] if key in history else [],
+                }
+            )
+        return rows
+
+    # -- logs -------------------------------------------------------------------------
+    def append_log(self, run_id: str, key: str, line: str, ts: float | None = None) -> None:
+        """Store one printed line of task ``key``."""
+        stream = self._keys(run_id)[7]
+        pipe = self.r.pipeline(transaction=False)
+        pipe.xadd(stream, {"t": repr(ts or time.time()), "task": key, "line": line})
+        pipe.expire(stream, self.ttl)
+        pipe.execute()
+
+    def read_logs(self, run_id: str, after: str = "-", count: int | None = None) -> list[tuple[str, dict]]:
+        """Log records after stream id ``after`` (exclusive unless ``-``): ``(id, fields)``."""
+        start = after if after == "-" else f"({after}"
+        return self.r.xrange(self._keys(run_id)[7], min=start, max="+", count=count)
+
+    # -- Celery ids, restart and cancel (see pipeline/runs/restart.py, pipeline/runs/cancel.py) -----
+    def task_ids_key(self, run_id: str) -> str:
+        """Hash task key -> Celery id of the message expected to run it now."""
+        return f"{self.run_key(run_id)}:celery"
+
+    def history_key(self, run_id: str) -> str:
+        """Hash task key -> JSON list of the task's earlier attempts (see :meth:`tasks`)."""
+        return f"{self.run_key(run_id)}:history"
+
+    def _guarded_keys(self, run_id: str) -> list[str]:
+        return self._keys(run_id) + [self.task_ids_key(run_id), self.history_key(run_id)]
+
+    def _script(self, name: str):
+        cache = self.__dict__.setdefault("_more_scripts", {})
+        if name not in cache:
+            cache[name] = self.r.register_script(getattr(ledger_scripts, name))
+        return cache[name]
+
+    def record_task_ids(self, run_id: str, ids: dict[str, str]) -> None:
+        """Record the Celery ids of a canvas about to be sent (task key -> id)."""
+        if not ids:
+            return
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.task_ids_key(run_id), mapping=ids)
+        pipe.expire(self.task_ids_key(run_id), self.ttl)
+        pipe.execute()
+
+    def task_ids(self, run_id: str) -> dict[str, str]:
+        """Task key -> Celery id of its latest message."""
+        return self.r.hgetall(self.task_ids_key(run_id))
+
+    def reset_tasks(self, run_id: str, seen_state: str, seen_updated: str, ids: dict[str, str]) -> tuple[str, int, str]:
+        """Reset the tasks ``ids`` names to Pending under their new Celery ids, atomically.
+
+        Only if the run's state and ``updated`` are still ``seen_*`` (else verdict
+        ``changed``). Returns ``(verdict, remaining, run state)``; verdict ``ok`` on success.
+        """
+        flat = [part for pair in ids.items() for part in pair]
+        args = [self.ttl, repr(time.time()), REFERENCE_STAGE + "[", seen_state, seen_updated, *flat]
+        reply = self._script("RESTART")(keys=self._guarded_keys(run_id), args=args)
+        if reply[0] != "ok":
+            return reply[0], 0, ""
+        return "ok", int(reply[1]), reply[2]
+
+    def cancel_run(self, run_id: str) -> tuple[str, list[tuple[str, str, str]]]:
+        """Cancel the run atomically: every unfinished task Failed (error ``cancelled``), run Cancelled.
+
+        Returns ``(verdict, tasks)``: verdict ``cancelled`` with ``(key, state before, Celery
+        id)`` of each task it stopped; ``missing``; or ``finished`` (nothing changed).
+        """
+        reply = self._script("CANCEL")(
+            keys=self._guarded_keys(run_id), args=[self.ttl, repr(time.time()), REFERENCE_STAGE + "["]
+        )
+        rest = reply[1:] if reply[0] == "cancelled" else []
+        return reply[0], [tuple(rest[i : i + 3]) for i in range(0, len(rest), 3)]
+
+    def wait_logs(self, run_id: str, after: str, block_ms: int | None = None,
+                  count: int | None = None) -> list[tuple[str, dict]]:
+        """Log records after stream id ``after``, waiting up to ``block_ms`` for one (None/0: no wait)."""
+        reply = self.r.xread({self._keys(run_id)[7]: after}, count=count, block=block_ms or None)
+        return reply[0][1] if reply else []
+
+    # -- retention --------------------------------------------------------------------
+    def forget_expired(self, now: float | None = None, limit: int = 10000) -> int:
+        """Drop runs-index entries whose record has expired; return how many.
+
+        An expired record was created at least one retention period ago, so only the
+        entries older than that are looked at.
+        """
+        cutoff = (now or time.time()) - self.ttl
+        return int(self._script("FORGET_EXPIRED")(keys=[self.runs_index], args=[repr(cutoff), self.run_key(""), limit]))
+
+    def delete_run(self, run_id: str, updated: str | None) -> int:
+        """Delete every key of ``run_id`` and its index entry, unless its ``updated`` field
+        changed from ``updated`` since it was read (None: there was no record).
+
+        Returns 1 (deleted), 0 (only leftovers of an expired record) or -1 (skipped).
+        """
+        keys = [*self._guarded_keys(run_id), self.done_key(run_id), self.runs_index]
+        return int(self._script("DELETE_RUN")(keys=keys, args=[run_id, updated or ""]))
+
+    # -- one round trip a task ------------------------------------------------------
+    def begin_read(
+        self, run_id: str, key: str, read: Iterable[str] = (), known_created: str = "", task_id: str = ""
+    ) -> BeginRead:
+        """:meth:`begin_task`, and in the same round trip what the task needs to run.
+
+        Also returns the run's ``created`` and ``artifacts`` fields, its parameters unless
+        ``known_created`` equals ``created`` (the caller already has them), and the stored
+        outputs of the task keys ``read`` (missing ones left out). ``task_id``: the Celery
+        id of the message (a stale one gets verdict ``stale``, as with :meth:`begin_task`).
+        """
+        read = list(read)
+        begin_args = [self.ttl, repr(time.time()), key, task_id or ""]
+        args = [*begin_args, known_created, *read, len(begin_args)]
+        reply = self._script("BEGIN_READ")(keys=self._guarded_keys(run_id), args=args)
+        verdict, attempts, created, artifacts, params, *outputs = reply
+        return BeginRead(
+            Begin(verdict, int(attempts)), created or "", artifacts or "",
+            None if params is None else json.loads(params),
+            {k: json.loads(v) for k, v in zip(read, outputs) if v is not None},
+        )
+
+    # -- waking a waiter when a run ends ----------------------------------------------
+    def done_key(self, run_id: str) -> str:
+        """List the task that ends ``run_id`` pushes to (see :meth:`signal_finished`)."""
+        return f"{self.run_key(run_id)}:done"
+
+    def signal_finished(self, run_id: str) -> None:
+        """Wake one :meth:`wait_signal` of ``run_id`` (the run just ended); kept 60 s."""
+        key = self.done_key(run_id)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.rpush(key, "1")
+        pipe.expire(key, 60)
+        pipe.execute()
+
+    def wait_signal(self, run_id: str, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds for :meth:`signal_finished`; True if it came."""
+        return self.r.blpop([self.done_key(run_id)], timeout=timeout) is not None

@@ -1,0 +1,67 @@
+"""Plain values of the run ledger: state names, its time format, what beginning a task
+returns, and the decoding of stored fields. No Redis here (see :mod:`pipeline.ledger.records`).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+TASK_STATES = ("Pending", "Running", "Retrying", "Success", "Failed", "TriggerFailed")
+"""Every state a task can be in."""
+
+RUN_STATES = ("Pending", "Running", "Success", "Failed", "Cancelled")
+"""Every state a run can be in."""
+
+TERMINAL_TASK_STATES = frozenset({"Success", "Failed", "TriggerFailed"})
+"""Task states that end a task until a restart."""
+
+FINISHED_RUN_STATES = frozenset({"Success", "Failed", "Cancelled"})
+"""Run states after which nothing runs until a restart."""
+
+
+def iso(ts: float | str | None) -> str | None:
+    """A stored unix time as ISO-8601 UTC with ``Z`` (None stays None)."""
+    if ts in (None, ""):
+        return None
+    moment = datetime.fromtimestamp(float(ts), tz=timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Begin:
+    """What :meth:`Ledger.begin_task` decided: run the body, or why not."""
+
+    verdict: str  # "run", "success", "cancelled", "terminal", "missing" or "stale"
+    attempts: int = 0
+
+
+def earlier_attempt(entry: dict[str, Any]) -> dict[str, Any]:
+    """One stored earlier attempt with unix times as floats (None where it recorded no end)."""
+    ended = entry.get("ended")
+    return {"attempt": int(entry.get("attempt", 0)), "state": entry.get("state"),
+            "started": float(entry["started"]), "ended": float(ended) if ended else None,
+            "error": entry.get("error")}
+
+
+def encode_field(value: Any) -> str:
+    """A run field as stored: JSON for containers, ``""`` for None, else ``str``."""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value)
+    if value is None:
+        return ""
+    return str(value)
+
+
+@dataclass(frozen=True)
+class BeginRead:
+    """What :meth:`Ledger.begin_read` returns."""
+
+    begin: Begin
+    created: str
+    """The run's ``created`` field (identifies this incarnation of the run id)."""
+    artifacts: str
+    params: dict | None
+    """The run's parameters; None when the caller said it already had them."""
+    outputs: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,85 @@
+"""Restart: run a run's failed part again, under the same run id, fed from its own record.
+
+A chord cannot be resumed, so a restart builds a new canvas holding only the tasks that
+must run again (``canvas.build_canvas(..., only=keys)``); they read the stored outputs of
+their upstream tasks from the ledger, and tasks that succeeded do not run, so their
+attempts and files stay as they were. The reset of those tasks is one Lua script that
+also checks the run did not change since it was read (two restarts at once cannot both
+send a canvas), and records the new messages' Celery ids, so leftovers of an earlier
+canvas are stale and do nothing.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Mapping
+
+from pipeline.definition import flow
+from pipeline.definition.canvas import build_canvas
+from pipeline.celery_app import app
+from pipeline.runs.dispatch import freeze_ids
+from pipeline.ledger.records import Ledger
+from pipeline.settings import DEFAULT_QUEUE
+from pipeline.ledger.status import ACTIVE_RUN_STATES, is_stuck
+
+
+RESTARTABLE_TASK_STATES = ("Failed", "TriggerFailed")
+"""Task states a restart runs again (a stuck run: every state but Success)."""
+
+
+class RestartRefused(Exception):
+    """The run cannot be restarted now; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class Restarted:
+    """What a restart did: the tasks it sent again and the run's state afterwards."""
+
+    run_id: str
+    keys: list[str]
+    stuck: bool
+    state: str
+
+
+def keys_to_rerun(states: Mapping[str, str], n_branches: int, stuck: bool) -> list[str]:
+    """Task keys a restart sends again, in flow order: Failed and TriggerFailed ones
+    (for a stuck run, every task not Success)."""
+    keys = flow.task_keys(n_branches)
+    if stuck:
+        return [k for k in keys if states.get(k, "Pending") != "Success"]
+    return [k for k in keys if states.get(k) in RESTARTABLE_TASK_STATES]
+
+
+def restart_run(ledger: Ledger, run_id: str, stuck_after: float, now: float | None = None) -> Restarted:
+    """Reset the tasks that must run again and send their canvas; raise RestartRefused if not allowed.
+
+    Allowed when a task is Failed or TriggerFailed (the run has ended) or the run is
+    stuck; refused while the run is running, or when every task succeeded.
+    """
+    run = ledger.get_run(run_id)
+    if run is None:
+        raise RestartRefused(f"no run {run_id!r}")
+    now = time.time() if now is None else now
+    state = run.get("state", "")
+    stuck = is_stuck(run, stuck_after, now)
+    if state in ACTIVE_RUN_STATES and not stuck:
+        raise RestartRefused(
+            f"run {run_id} is {state.lower()}: wait for it (python cli.py wait {run_id}) "
+            f"or cancel it (python cli.py cancel {run_id}) before restarting"
+        )
+    n_branches = len(run["params"]["alphas"])
+    keys = keys_to_rerun(ledger.task_states(run_id), n_branches, stuck)
+    if not keys and not stuck:
+        raise RestartRefused(f"every task of run {run_id} succeeded: nothing to restart")
+    canvas = build_canvas(run_id, n_branches, run.get("queue") or DEFAULT_QUEUE, keys, app=app) if keys else None
+    ids = freeze_ids(canvas) if canvas is not None else {}
+    if set(ids) != set(keys):
+        raise RuntimeError(f"canvas of run {run_id} does not hold exactly the tasks to restart")
+    verdict, _remaining, new_state = ledger.reset_tasks(run_id, state, run.get("updated") or "", ids)
+    if verdict == "missing":
+        raise RestartRefused(f"no run {run_id!r}")
+    if verdict != "ok":
+        raise RestartRefused(f"run {run_id} changed while it was being restarted: try again")
+    if canvas is not None:
+        canvas.apply_async()
+    return Restarted(run_id, keys, stuck, new_state)

@@ -1,0 +1,187 @@
+"""Creating, submitting and waiting for runs: what the CLI's commands call."""
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import redis
+
+from pipeline.definition import flow
+
+from pipeline.ledger import versions as versioning
+from pipeline.definition.canvas import build_canvas
+from pipeline.celery_app import app
+from pipeline.runs.dispatch import send_recorded
+from pipeline.ledger.records import Ledger
+from pipeline.ledger.values import FINISHED_RUN_STATES
+from pipeline.definition.naming import DEFAULT_N_SAMPLES, alpha_name, tick_stamp
+from pipeline.settings import DEFAULT_QUEUE, get_settings
+from pipeline.artifacts.store import normalize_root, run_location
+from pipeline.ledger.claims import claim_submission, release_submission
+
+
+RECONNECT_EVERY = 1.0
+"""Seconds between attempts of :func:`wait_for_run` to reach Redis again after losing it."""
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything a run is parameterised by (validated before it gets here)."""
+
+    alphas: list[float | None]
+    """Alphas of the sweep; ``[None]`` is the linear run."""
+    artifacts_root: str | Path
+    """A local path or an fsspec URL; stored normalized (see :func:`pipeline.artifacts.store.normalize_root`)."""
+    n_samples: int = DEFAULT_N_SAMPLES
+    sleep: float = 0.0
+    retries: int = 0
+    retry_delay: float = 0.0
+    fail_rate: float = 0.0
+    label: str | None = None
+    tick: datetime | None = None
+
+    @property
+    def queue(self) -> str:
+        """The queue every task of the run is routed to."""
+        return self.label or DEFAULT_QUEUE
+
+    def params(self) -> dict:
+        """The parameters as stored in the run record (JSON-ready)."""
+        data = asdict(self)
+        data.pop("artifacts_root")
+        data.pop("label")
+        data["tick"] = self.tick.isoformat() if self.tick else None
+        return data
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A run id and whether this call created the run (False: it already existed)."""
+
+    run_id: str
+    created: bool
+    artifacts: str = ""
+    """The run's directory or prefix URL, ``<root>/<run id>``."""
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A manual run id: ``YYYYMMDDTHHMMSSZ-<6 hex>``."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def tick_run_id(tick: datetime) -> str:
+    """The run id of a scheduled tick: ``tick-YYYYMMDDHHmmss``."""
+    return f"tick-{tick_stamp(tick)}"
+
+
+def submit_run(ledger: Ledger, request: RunRequest, run_id: str | None = None) -> Submitted:
+    """Record the run (first writer wins) and send its canvas; never sends a run twice."""
+    run_id = run_id or new_run_id()
+    n = len(request.alphas)
+    root = normalize_root(request.artifacts_root)
+    version = versioning.register(ledger.r)["version"]
+    fields = {
+        "id": run_id,
+        "flow": flow.FLOW_NAME,
+        "version": version,
+        "params": request.params(),
+        "label": request.label or "",
+        "queue": request.queue,
+        "scheduled_start": request.tick.timestamp() if request.tick else "",
+        "state": "Pending",
+        "artifacts": root,
+        "submitted": 0,
+        "cancelled": 0,
+    }
+    created = ledger.create_run(run_id, fields, flow.task_keys(n))
+    if created:
+        versioning.count_run(ledger.r, version)
+    ensure_submitted(ledger, run_id)
+    return Submitted(run_id, created, run_location(root, run_id))
+
+
+def ensure_submitted(ledger: Ledger, run_id: str, lease: float | None = None) -> bool:
+    """Send the canvas of a recorded run unless it was sent or another caller is sending it.
+
+    The right to send is claimed atomically (:mod:`pipeline.ledger.claims`), so concurrent
+    callers send one canvas; a run recorded but never sent (a crash in between) is sent
+    by the next caller. Returns True if this call sent it.
+    """
+    lease = get_settings().submit_lease if lease is None else lease
+    if not claim_submission(ledger, run_id, lease):
+        return False
+    try:
+        run = ledger.get_run(run_id) or {}
+        n = len(run.get("params", {}).get("alphas", []))
+        send_canvas(ledger, run_id, n, run.get("queue") or DEFAULT_QUEUE)
+    finally:
+        release_submission(ledger, run_id)  # sent (submitted=1 guards now) or failed: free the claim
+    return True
+
+
+def send_canvas(ledger: Ledger, run_id: str, n_branches: int, queue: str, only: list[str] | None = None) -> None:
+    """Send the run's canvas (or the part ``only`` names) and mark the run submitted."""
+    canvas = build_canvas(run_id, n_branches, queue, only, app=app)
+    if canvas is not None:
+        send_recorded(ledger, run_id, canvas)
+    ledger.update_run(run_id, submitted=1)
+
+
+def wait_for_run(
+    ledger: Ledger,
+    run_id: str,
+    on_progress: Callable[[int, int], None] | None = None,
+    poll: float = 0.05,
+    on_connection: Callable[[Exception | None], None] | None = None,
+) -> str:
+    """Block until the run has finished; return its end state. Reads only the run record.
+
+    Waiting outlives a lost connection to Redis (a restart, a failover): once the client's
+    own retries are spent it keeps trying every ``RECONNECT_EVERY`` seconds, calling
+    ``on_connection(error)`` when the connection is lost and ``on_connection(None)`` when
+    it is back. The run goes on in the workers meanwhile; only Ctrl-C stops the wait.
+    Between two reads it waits up to ``poll`` seconds for the signal the task that ends
+    the run sends (:meth:`Ledger.signal_finished`), so it returns at once when the run ends.
+    """
+    last = -1
+    lost = False
+    while True:
+        try:
+            state, done, total = ledger.progress(run_id)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if not lost and on_connection:
+                on_connection(exc)
+            lost = True
+            time.sleep(RECONNECT_EVERY)
+            continue
+        if lost and on_connection:
+            on_connection(None)
+        lost = False
+        if state is None:
+            raise KeyError(run_id)
+        if on_progress and done != last:
+            on_progress(done, total)
+            last = done
+        if state in FINISHED_RUN_STATES:
+            return state
+        try:
+            ledger.wait_signal(run_id, poll)  # wakes at once when the task ending the run signals
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass  # the next read notices the outage and reports it
+
+
+def run_results(ledger: Ledger, run_id: str) -> dict[str, float]:
+    """``str(float(alpha))`` (or ``"linear"``) -> R^2 of every evaluated branch."""
+    run = ledger.get_run(run_id) or {}
+    alphas = run.get("params", {}).get("alphas", [])
+    outputs = ledger.outputs(run_id, [flow.evaluate_key(i) for i in range(len(alphas))])
+    return {
+        alpha_name(alpha): outputs[flow.evaluate_key(i)]["score"]
+        for i, alpha in enumerate(alphas)
+        if flow.evaluate_key(i) in outputs
+    }

@@ -1,0 +1,114 @@
+"""Beat's side of the schedule: an aligned interval and a scheduler that tells each send its tick.
+
+Celery beat calls ``apply_async(entry.args, entry.kwargs, **entry.options)`` and never
+tells the task which tick it is for. :class:`TickScheduler` (``celery beat -S
+pipeline.schedule.scheduler:TickScheduler``) adds it: for the scheduled-run entry it computes the
+moment the entry was due (``now + remaining_estimate(last_run_at)``: the crontab's
+minute, not the possibly later moment beat got round to it), truncates it to the
+schedule's grid, and sends ``tick=<ISO>`` in the kwargs, a task id derived from the
+tick, and an absolute ``expires`` of tick + the entry's ``expires`` seconds, so a tick
+too old to matter (a message left queued, a catch-up after downtime) is dropped by the
+worker.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+from celery.beat import PersistentScheduler, ScheduleEntry
+from celery.schedules import schedstate, schedule
+
+from pipeline.runs.submit import tick_run_id
+from pipeline.schedule.ticks import MINUTE, floor_tick, iso_tick
+
+log = logging.getLogger(__name__)
+
+SCHEDULED_TASK = "pipeline.scheduled_run"
+"""Name of the task that turns a tick into a run."""
+
+
+class every(schedule):  # noqa: N801 (named like celery's own ``crontab`` / ``schedule``)
+    """Every ``seconds`` seconds on the grid of multiples of ``seconds`` since the epoch (UTC).
+
+    Like a crontab for seconds: unlike Celery's plain interval schedule, due times do not
+    drift with beat's latency, so every tick has its own grid point.
+    """
+
+    def __init__(self, seconds: float, nowfun=None, app=None) -> None:
+        if seconds <= 0:
+            raise ValueError(f"interval {seconds} must be positive")
+        super().__init__(run_every=timedelta(seconds=seconds), nowfun=nowfun, app=app)
+
+    @property
+    def step(self) -> float:
+        """Seconds between ticks."""
+        return self.run_every.total_seconds()
+
+    def due_after(self, moment: datetime) -> datetime:
+        """The first grid point strictly after ``moment``."""
+        return floor_tick(self.maybe_make_aware(moment), self.step) + self.run_every
+
+    def remaining_estimate(self, last_run_at: datetime) -> timedelta:
+        """Time until the first grid point after ``last_run_at`` (negative when overdue)."""
+        return self.due_after(last_run_at) - self.now()
+
+    def is_due(self, last_run_at: datetime) -> schedstate:
+        """Due when a grid point has passed since ``last_run_at``; next check at the next point."""
+        now = self.now()
+        remaining = (self.due_after(last_run_at) - now).total_seconds()
+        if remaining <= 0:
+            return schedstate(True, (self.due_after(now) - now).total_seconds())
+        return schedstate(False, remaining)
+
+    def __reduce__(self):
+        return self.__class__, (self.step,)
+
+    def __repr__(self) -> str:
+        return f"<every {self.step:g}s, aligned>"
+
+
+def grid_step(sched) -> float:
+    """Seconds between the grid points of ``sched``: its interval, or a minute for a crontab."""
+    return sched.step if isinstance(sched, every) else MINUTE
+
+
+def entry_tick(entry: ScheduleEntry) -> datetime:
+    """The tick an entry being sent now is for: its due time, truncated to the grid (UTC)."""
+    sched = entry.schedule
+    now = sched.now()
+    if isinstance(sched, every):
+        due = sched.due_after(entry.last_run_at)
+    else:  # remaining_estimate reads the clock again: round away that difference (crontab: whole minutes)
+        due = now + sched.remaining_estimate(entry.last_run_at)
+        due = datetime.fromtimestamp(round(due.timestamp()), tz=timezone.utc)
+    return floor_tick(min(due, now), grid_step(sched))
+
+
+def stamp_options(options: dict, tick: datetime) -> dict:
+    """Options of a tick's send: ``expires`` (seconds) made absolute from the tick, task id from it."""
+    stamped = dict(options)
+    expires = stamped.get("expires")
+    if isinstance(expires, (int, float)):
+        stamped["expires"] = tick + timedelta(seconds=expires)
+    stamped.setdefault("task_id", f"{tick_run_id(tick)}-scheduled")
+    return stamped
+
+
+class TickScheduler(PersistentScheduler):
+    """Beat's persistent scheduler, telling ``pipeline.scheduled_run`` which tick it is for."""
+
+    def apply_async(self, entry: ScheduleEntry, producer=None, advance: bool = True, **kwargs):
+        """Send ``entry``; for the scheduled-run task, with the tick in kwargs and options."""
+        if entry.task != SCHEDULED_TASK:
+            return super().apply_async(entry, producer, advance, **kwargs)
+        tick = entry_tick(entry)  # before reserve(): last_run_at must be the previous send
+        if advance:
+            self.reserve(entry)
+        stamped = entry.__class__(**dict(
+            entry,
+            kwargs={**entry.kwargs, "tick": tick.isoformat()},
+            options=stamp_options(entry.options, tick),
+        ))
+        late = (datetime.now(timezone.utc) - tick).total_seconds()
+        log.info("tick %s: sending %s (%.1f s after the tick)", iso_tick(tick), SCHEDULED_TASK, late)
+        return super().apply_async(stamped, producer, advance=False, **kwargs)

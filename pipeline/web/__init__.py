@@ -1,0 +1,2 @@
+"""What runs in the browser: Flower, started with our settings (flower).
+"""

@@ -1,0 +1,191 @@
+"""Thin Celery tasks: ledger bookkeeping, log capture and retry policy around a stage.
+
+Messages carry only ``run_id`` and the task ``key``; everything else (parameters, the
+artifacts directory, upstream outputs) is read from the run's ledger record, so a
+restart can feed a task exactly what it had the first time.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import datetime
+from typing import Any, Callable
+
+import redis
+from celery import Task
+from celery.exceptions import Reject
+
+from pipeline.definition import flow
+
+from pipeline.definition import stages
+from pipeline.artifacts.rundir import RunDir
+from pipeline.celery_app import app
+from pipeline.ledger.records import Ledger
+from pipeline.worker.logcapture import capture_lines
+from pipeline.redis_conn import shared_client
+from pipeline.settings import get_settings
+from pipeline.worker.taskstart import start_task
+from pipeline.validation import BadInput, check_artifacts_root
+
+log = logging.getLogger(__name__)
+
+Body = Callable[[RunDir, dict, "int | None", dict], Any]
+
+
+_ledgers: dict[str, Ledger] = {}
+
+
+def ledger() -> Ledger:
+    """The ledger in the Redis this app's results go to (one per URL per process)."""
+    url = app.conf.result_backend or app.conf.broker_url
+    book = _ledgers.get(url)
+    if book is None:
+        book = _ledgers[url] = Ledger(shared_client(url), get_settings().retention_seconds)
+    return book
+
+
+@functools.lru_cache(maxsize=64)
+def run_dir_for(artifacts: str, run_id: str) -> RunDir:
+    """The run's directory under ``artifacts`` (the root its record names), checked against
+    ``PIPELINE_ARTIFACTS_ALLOWED``; BadInput if outside (not cached). Kept per process: the
+    tasks of a run share it, and checking and resolving the root took a tenth of a
+    millisecond a task.
+    """
+    return RunDir(check_artifacts_root(artifacts, get_settings().artifacts_allowed), run_id)
+
+
+RECORD_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
+"""Errors saying the run record's Redis stayed out of reach longer than the client's retries."""
+
+
+def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
+    """Run ``body`` for task ``key`` of ``run_id`` with bookkeeping; return its output.
+
+    A task already recorded as Success returns its stored output without running again
+    (this covers a redelivery after a crash). Failures retry while retries remain; after
+    that the task is Failed and everything downstream TriggerFailed. Nothing runs for a
+    cancelled run, nor for a stale message (one the run no longer expects since a restart
+    re-sent its task under another Celery id).
+
+    When the run record cannot be reached (Redis down for longer than the client's
+    retries), nothing is recorded and the stage does not count as failed: the message is
+    rejected for redelivery (or, if the broker is down too, comes back after the
+    visibility timeout) and the task runs again once Redis is back.
+    """
+    try:
+        return _execute_stage(task, run_id, key, body)
+    except RECORD_UNREACHABLE as exc:
+        log.warning("run record of %s unreachable during %s (%s): handing the message back", run_id, key, exc)
+        raise Reject(exc, requeue=True) from exc
+
+
+def _execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
+    book = ledger()
+    start = start_task(book, run_id, key, task.request.id)  # begin + params + inputs: one round trip
+    begin = start.begin
+    if begin.verdict == "success":
+        return start.own_output
+    if begin.verdict != "run":
+        log.warning("not running %s of run %s: %s", key, run_id, begin.verdict)
+        return None
+    params = start.params
+    n_branches = len(params["alphas"])
+    _, index = flow.parse_key(key, n_branches)
+    inputs = start.inputs
+    try:
+        run_dir = run_dir_for(start.artifacts, run_id)
+    except BadInput as exc:  # a record pointing where this worker may not write: never retried
+        book.finish_task(run_id, key, "Failed", error=str(exc), trigger_failed=flow.downstream(key, n_branches),
+                         task_id=task.request.id)
+        raise
+    try:
+        # each printed line is stored as it is printed: a killed process loses none of them
+        with capture_lines(lambda line, ts: book.append_log(run_id, key, line, ts)):
+            output = body(run_dir, params, index, inputs)
+    except RECORD_UNREACHABLE:
+        raise  # a printed line could not be stored: not the stage's failure
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        retries = int(params.get("retries", 0))
+        if task.request.retries < retries:
+            book.set_retrying(run_id, key, error, task_id=task.request.id)
+            raise task.retry(exc=exc, countdown=float(params.get("retry_delay", 0)), max_retries=retries)
+        if book.finish_task(run_id, key, "Failed", error=error, trigger_failed=flow.downstream(key, n_branches),
+                            task_id=task.request.id):
+            book.signal_finished(run_id)  # the run ended: wake its waiter now, not at its next poll
+        raise
+    if book.finish_task(run_id, key, "Success", output=output, task_id=task.request.id):
+        book.signal_finished(run_id)
+    return output
+
+
+def _tick(params: dict) -> datetime | None:
+    return datetime.fromisoformat(params["tick"]) if params.get("tick") else None
+
+
+def _download(run_dir: RunDir, p: dict, _i: int | None, _inputs: dict) -> str:
+    return stages.download_dataset(run_dir, n_samples=int(p["n_samples"]), tick=_tick(p), sleep=p["sleep"])
+
+
+def _preprocess(run_dir: RunDir, p: dict, _i: int | None, inputs: dict) -> list[str]:
+    return stages.preprocess_dataset(run_dir, inputs[flow.DOWNLOAD], sleep=p["sleep"])
+
+
+def _train(run_dir: RunDir, p: dict, i: int, inputs: dict) -> str:
+    train_name = inputs[flow.PREPROCESS][0]
+    return stages.train_model(run_dir, train_name, p["alphas"][i], sleep=p["sleep"], fail_rate=p["fail_rate"])
+
+
+def _evaluate(run_dir: RunDir, p: dict, i: int, inputs: dict) -> dict:
+    model, test = inputs[flow.train_key(i)], inputs[flow.PREPROCESS][1]
+    eval_name, score = stages.evaluate_model(run_dir, model, test, sleep=p["sleep"])
+    return {"file": eval_name, "score": score}
+
+
+def _cleanup(run_dir: RunDir, p: dict, j: int, inputs: dict) -> str:
+    # Cleanup runs once every evaluation succeeded, so no writer of the run is left: what
+    # is in the temp folder under the run's id was left by a writer killed mid-write.
+    run_dir.discard_temp()
+    source, position = flow.cleanup_source(j, len(p["alphas"]))
+    name = inputs[source] if position is None else inputs[source][position]
+    return stages.cleanup_file(run_dir, name, sleep=p["sleep"])
+
+
+@app.task(bind=True, name="pipeline.download_dataset")
+def download_dataset(self: Task, run_id: str, key: str) -> Any:
+    """Celery task of stage ``download_dataset``."""
+    return execute_stage(self, run_id, key, _download)
+
+
+@app.task(bind=True, name="pipeline.preprocess_dataset")
+def preprocess_dataset(self: Task, run_id: str, key: str) -> Any:
+    """Celery task of stage ``preprocess_dataset``."""
+    return execute_stage(self, run_id, key, _preprocess)
+
+
+@app.task(bind=True, name="pipeline.train_model")
+def train_model(self: Task, run_id: str, key: str) -> Any:
+    """Celery task of stage ``train_model`` (one alpha)."""
+    return execute_stage(self, run_id, key, _train)
+
+
+@app.task(bind=True, name="pipeline.evaluate_model")
+def evaluate_model(self: Task, run_id: str, key: str) -> Any:
+    """Celery task of stage ``evaluate_model`` (one alpha)."""
+    return execute_stage(self, run_id, key, _evaluate)
+
+
+@app.task(bind=True, name="pipeline.cleanup_file")
+def cleanup_file(self: Task, run_id: str, key: str) -> Any:
+    """Celery task of stage ``cleanup_file`` (one intermediate file)."""
+    return execute_stage(self, run_id, key, _cleanup)
+
+
+STAGE_TASKS = {
+    flow.DOWNLOAD: download_dataset,
+    flow.PREPROCESS: preprocess_dataset,
+    flow.TRAIN: train_model,
+    flow.EVALUATE: evaluate_model,
+    flow.CLEANUP: cleanup_file,
+}
+"""Stage name -> Celery task."""
