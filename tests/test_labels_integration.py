@@ -6,7 +6,9 @@ import signal
 
 from conftest import pipeline_env, poll, run_cli, start_worker, stop_process
 from pipeline.definition import flow
-from pipeline.worker.liveness import WORKERS_PREFIX, consumers_of, live_workers, unconsumed_message
+from pipeline.ledger.records import Ledger
+from pipeline.ledger.workers import WORKERS_PREFIX, live_workers, worker_key, write_worker
+from pipeline.worker.liveness import consumers_of, unconsumed_message
 from pipeline.runs.submit import wait_for_run
 from test_sweep_integration import ledger_for
 
@@ -20,18 +22,19 @@ def downloads(worker) -> int:
 
 def test_liveness_reader_and_message(clean_redis):
     r = clean_redis.client()
-    assert unconsumed_message(r, "gpu") == (
+    book = Ledger(r, 60)
+    assert unconsumed_message(book, "gpu") == (
         "no live worker consumes queue 'gpu'; the run waits queued until one starts: "
         "python cli.py worker --label gpu")
-    r.set(f"{WORKERS_PREFIX}gpu.1@h/1", json.dumps({"queues": ["gpu", "cpu"]}), px=5000)
-    r.set(f"{WORKERS_PREFIX}broken@h/2", "not json", px=5000)
-    workers = live_workers(r)  # (the session's own workers may be listed too)
+    write_worker(r, worker_key("gpu.1@h", 1), {"queues": ["gpu", "cpu"]}, 5000)
+    r.set(worker_key("broken@h", 2), "not json", px=5000)
+    workers = book.live_workers()  # (the session's own workers may be listed too)
     assert workers["gpu.1@h/1"] == ["gpu", "cpu"] and "broken@h/2" not in workers
-    assert consumers_of(r, "cpu") == ["gpu.1@h/1"] and consumers_of(r, "nobody") == []
-    assert unconsumed_message(r, "gpu") is None
+    assert consumers_of(book, "cpu") == ["gpu.1@h/1"] and consumers_of(book, "nobody") == []
+    assert unconsumed_message(book, "gpu") is None
     url = "redis://127.0.0.1:1/0"
-    assert unconsumed_message(r, "default", embedded_url=url) is None  # the embedded worker is on its way
-    assert unconsumed_message(r, "x", embedded_url=url).endswith(
+    assert unconsumed_message(book, "default", embedded_url=url) is None  # the embedded worker is on its way
+    assert unconsumed_message(book, "x", embedded_url=url).endswith(
         f"CELERY_BROKER_URL={url} python cli.py worker --label x")
 
 
@@ -82,8 +85,8 @@ def test_label_routing_waits_for_a_matching_worker(clean_redis, tmp_path):
 
         # A killed worker's record expires by itself; a stopped worker deletes its own.
         stop_process(worker_a.proc, signal.SIGKILL)
-        poll(lambda: consumers_of(r, "lbl-a") == [], timeout=10, what="A's record to expire")
-        assert consumers_of(r, "lbl-b")
+        poll(lambda: consumers_of(Ledger(r, 60), "lbl-a") == [], timeout=10, what="A's record to expire")
+        assert consumers_of(Ledger(r, 60), "lbl-b")
         stop_process(worker_b.proc)
         assert label_workers(r) == []
     finally:

@@ -181,7 +181,7 @@ def test_stale_beat_message_is_dropped(sched, clean_redis, tmp_path):
 def test_backfill_is_idempotent_and_matches_the_schedule(sched, clean_redis, sched_artifacts):
     env = pipeline_env(clean_redis.url, PIPELINE_ARTIFACTS=str(sched_artifacts))
     r = clean_redis.client()
-    poll(lambda: consumers_of(r, LABEL), timeout=20, what="the worker's record after the flush")
+    poll(lambda: consumers_of(Ledger(r, 60), LABEL), timeout=20, what="the worker's record after the flush")
 
     def backfill(end: str, *extra: str) -> str:
         result = run_cli("backfill", "--start", "2026-11-28T08:00", "--end", end, "--alphas", "1.0",

@@ -61,6 +61,7 @@ def wait_and_report(conn, run_id: str, as_json: bool) -> None:
     from pipeline.cli.report import print_json, progress_bar, results_table, run_document
     from pipeline.runs.submit import run_results, wait_for_run
     from pipeline.artifacts.store import run_location
+    from pipeline.ledger.values import RunState
 
     try:
         with progress_bar(run_id, enabled=not as_json and sys.stderr.isatty()) as update:
@@ -77,7 +78,7 @@ def wait_and_report(conn, run_id: str, as_json: bool) -> None:
         click.echo(f"run {run_id}: {state}; artifacts in {artifacts}")
         if results:
             click.echo(results_table(results))
-    sys.exit(EXIT_OK if state == "Success" else EXIT_FAILED)
+    sys.exit(EXIT_OK if state == RunState.SUCCESS else EXIT_FAILED)
 
 
 def report_connection(error: Exception | None) -> None:
@@ -101,6 +102,6 @@ def warn_if_unconsumed(conn, queue: str) -> None:
     """Say on stderr (one line) when no live worker consumes ``queue``: the run waits for one."""
     from pipeline.worker.liveness import unconsumed_message
 
-    message = unconsumed_message(conn.ledger.r, queue, embedded_url=conn.url if conn.embedded else None)
+    message = unconsumed_message(conn.ledger, queue, embedded_url=conn.url if conn.embedded else None)
     if message:
         click.echo(message, err=True)

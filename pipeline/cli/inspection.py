@@ -92,7 +92,7 @@ def logs(run_id: str, task_key: str | None, follow: bool, as_json: bool) -> None
             state = logview.follow(conn.ledger, run_id, emit, task=task_key, stuck_after=settings.stuck_after)
         except KeyboardInterrupt:
             sys.exit(EXIT_INTERRUPTED)
-        if state == "stuck":
+        if state == logview.STUCK:
             click.echo(f"run {run_id} is stuck (no progress for a while): python cli.py status {run_id}", err=True)
         elif state is None:
             click.echo(f"run {run_id} is gone (expired or pruned)", err=True)
@@ -115,11 +115,10 @@ def flows(as_json: bool) -> None:
     """
     from pipeline.ledger.values import iso
     from pipeline.cli.report import print_json
-    from pipeline.ledger.versions import version_table
     from pipeline.cli.views import flows_table
 
     conn = connect_or_exit(get_settings())
-    versions = [{**v, "first_seen": iso(v["first_seen"])} for v in version_table(conn.ledger.r)]
+    versions = [{**v, "first_seen": iso(v["first_seen"])} for v in conn.ledger.version_table()]
     if as_json:
         print_json(versions)
     else:

@@ -67,6 +67,7 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
     conn = None if local else connect_or_exit(settings)  # before the heavier imports: fast errors
     from pipeline.runs.submit import RunRequest, new_run_id
     from pipeline.artifacts.store import run_location
+    from pipeline.ledger.values import RunState
 
     request = RunRequest(
         alphas=alphas, artifacts_root=root, n_samples=n_samples,
@@ -80,9 +81,9 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
         results = run_local(request, run_id)
         directory = run_location(request.artifacts_root, run_id)
         if as_json:
-            print_json({"run_id": run_id, "state": "Success", "artifacts": directory, "results": results})
+            print_json({"run_id": run_id, "state": RunState.SUCCESS, "artifacts": directory, "results": results})
         else:
-            click.echo(f"run {run_id} (local): Success, artifacts in {directory}")
+            click.echo(f"run {run_id} (local): {RunState.SUCCESS}, artifacts in {directory}")
             click.echo(results_table(results))
         return
     from pipeline.runs.submit import submit_run
@@ -93,7 +94,7 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
         if as_json:
             from pipeline.cli.report import print_json
 
-            print_json({"run_id": submitted.run_id, "state": "Pending", "artifacts": submitted.artifacts})
+            print_json({"run_id": submitted.run_id, "state": RunState.PENDING, "artifacts": submitted.artifacts})
         else:
             click.echo(submitted.run_id)
         return

@@ -10,8 +10,10 @@ from datetime import datetime
 from typing import Any, Sequence
 
 from pipeline.ledger.status import format_seconds
+from pipeline.ledger.values import TaskState
 
-BAR_CHARS = {"Success": "=", "Failed": "!", "Running": ">", "Retrying": "~", "Unfinished": "?"}
+BAR_CHARS = {TaskState.SUCCESS: "=", TaskState.FAILED: "!", TaskState.RUNNING: ">", TaskState.RETRYING: "~",
+             TaskState.UNFINISHED: "?"}
 """Character a task's bar is drawn with, by state (anything else: ``#``); ``Unfinished``: an
 earlier attempt that recorded no end (its process died), drawn up to the next attempt."""
 

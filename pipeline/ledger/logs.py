@@ -20,6 +20,9 @@ FOLLOW_BLOCK_MS = 500
 
 LogLine = dict[str, Any]
 
+STUCK = "stuck"
+"""What :func:`follow` returns for a run that stopped making progress (not a stored state)."""
+
 
 def log_line(fields: dict[str, str]) -> LogLine:
     """One stored record as ``{"time": ISO, "task": key, "line": text}``."""
@@ -54,7 +57,7 @@ def follow(
 ) -> str | None:
     """Emit the run's lines as they arrive until it has finished and all are out.
 
-    Returns the run's state when it stopped: an end state, ``"stuck"`` when
+    Returns the run's state when it stopped: an end state, :data:`STUCK` when
     ``stuck_after`` is given and the run is stuck (:func:`pipeline.ledger.status.is_stuck`), or
     None if its record vanished (expired, pruned). Tasks store their lines before they
     record their end, so once the run reads finished, one more read that finds nothing
@@ -65,8 +68,8 @@ def follow(
         run = ledger.get_run(run_id)
         state = run.get("state") if run else None
         if run is not None and stuck_after is not None and is_stuck(run, stuck_after):
-            state = "stuck"
-        done = state is None or state == "stuck" or state in FINISHED_RUN_STATES
+            state = STUCK
+        done = state is None or state == STUCK or state in FINISHED_RUN_STATES
         while True:
             records = ledger.wait_logs(run_id, after, block_ms=0 if done else block_ms, count=PAGE)
             for record_id, fields in records:

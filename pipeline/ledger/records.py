@@ -8,16 +8,39 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import redis
 
 from pipeline.ledger import scripts as ledger_scripts
 from pipeline.definition.flow import REFERENCE_STAGE
-from pipeline.ledger.values import Begin, BeginRead, earlier_attempt, encode_field
+from pipeline.ledger.values import Begin, BeginRead, TaskState, earlier_attempt, encode_field
 from pipeline.settings import KEY_PREFIX
 
-_PER_TASK = ("state", "attempts", "started", "ended", "output", "error")
+
+
+class RunKeys(NamedTuple):
+    """The Redis keys of one run, in the order the Lua scripts take them as KEYS[1..10]
+    (see :mod:`pipeline.ledger.scripts`). Each but ``run`` and ``logs`` is a hash by task key."""
+
+    run: str
+    """The run's own fields."""
+    states: str
+    attempts: str
+    started: str
+    ended: str
+    outputs: str
+    errors: str
+    logs: str
+    """Stream of the lines the tasks printed."""
+    task_ids: str
+    """Task key -> Celery id of the message expected to run it now."""
+    history: str
+    """Task key -> JSON list of the task's earlier attempts."""
+
+
+_SUFFIXES = ("state", "attempts", "started", "ended", "output", "error", "logs", "celery", "history")
+"""Key suffixes of :class:`RunKeys` after ``run``, in its order (stored names: never change them)."""
 
 
 class Ledger:
@@ -37,9 +60,10 @@ class Ledger:
         """The hash holding a run's own fields."""
         return f"{KEY_PREFIX}:run:{run_id}"
 
-    def _keys(self, run_id: str) -> list[str]:
+    def keys(self, run_id: str) -> RunKeys:
+        """Every key of the run's record but :meth:`done_key`."""
         base = self.run_key(run_id)
-        return [base] + [f"{base}:{part}" for part in _PER_TASK] + [f"{base}:logs"]
+        return RunKeys(base, *(f"{base}:{suffix}" for suffix in _SUFFIXES))
 
     @property
     def runs_index(self) -> str:
@@ -54,7 +78,8 @@ class Ledger:
         for name, value in fields.items():
             flat += [name, encode_field(value)]
         args = [self.ttl, repr(now), len(fields), *flat, *task_keys]
-        created = bool(self._create(keys=self._keys(run_id)[:2], args=args))
+        keys = self.keys(run_id)
+        created = bool(self._create(keys=[keys.run, keys.states], args=args))
         if created:
             self.r.zadd(self.runs_index, {run_id: now})
             self.forget_expired(now)
@@ -94,13 +119,12 @@ class Ledger:
         ``task_id``: the Celery id of the message; a message the run no longer expects
         (a restart re-sent the task under another id) gets verdict ``stale``.
         """
-        keys = self._guarded_keys(run_id)
-        verdict, attempts = self._begin(keys=keys, args=[self.ttl, repr(time.time()), key, task_id or ""])
+        verdict, attempts = self._begin(keys=self.keys(run_id), args=[self.ttl, repr(time.time()), key, task_id or ""])
         return Begin(verdict, int(attempts))
 
     def set_retrying(self, run_id: str, key: str, error: str, task_id: str = "") -> None:
         """Mark ``key`` Retrying (a later attempt is scheduled); a stale ``task_id`` changes nothing."""
-        self._retrying(keys=self._guarded_keys(run_id), args=[self.ttl, repr(time.time()), key, error, task_id or ""])
+        self._retrying(keys=self.keys(run_id), args=[self.ttl, repr(time.time()), key, error, task_id or ""])
 
     def finish_task(
         self,
@@ -121,26 +145,28 @@ class Ledger:
         out = "" if output is None else json.dumps(output)
         args = [self.ttl, repr(time.time()), REFERENCE_STAGE + "[", key, state, out, error, task_id or "",
                 *trigger_failed]
-        return self._finish(keys=self._guarded_keys(run_id), args=args) or ""
+        return self._finish(keys=self.keys(run_id), args=args) or ""
 
     def outputs(self, run_id: str, keys: Iterable[str]) -> dict[str, Any]:
         """Stored outputs of ``keys`` (missing ones left out)."""
         keys = list(keys)
         if not keys:
             return {}
-        values = self.r.hmget(self._keys(run_id)[5], keys)
+        values = self.r.hmget(self.keys(run_id).outputs, keys)
         return {k: json.loads(v) for k, v in zip(keys, values) if v is not None}
 
     def task_states(self, run_id: str) -> dict[str, str]:
         """Task key -> state."""
-        return self.r.hgetall(self._keys(run_id)[1])
+        return self.r.hgetall(self.keys(run_id).states)
 
     def tasks(self, run_id: str, order: Iterable[str]) -> list[dict[str, Any]]:
         """One dict a task, in ``order``: key, state, attempts, started, ended (unix), output,
         error, and ``history``: its earlier attempts, oldest first (each a dict of attempt,
         state, started, ended and error; ``Unfinished`` for one that recorded no end)."""
         pipe = self.r.pipeline(transaction=False)
-        for name in [*self._keys(run_id)[1:7], self.history_key(run_id)]:
+        names = self.keys(run_id)
+        for name in (names.states, names.attempts, names.started, names.ended, names.outputs, names.errors,
+                     names.history):
             pipe.hgetall(name)
         states, attempts, started, ended, outputs, errors, history = pipe.execute()
         rows = []
@@ -148,7 +174,7 @@ class Ledger:
             rows.append(
                 {
                     "key": key,
-                    "state": states.get(key, "Pending"),
+                    "state": states.get(key, TaskState.PENDING.value),
                     "attempts": int(attempts.get(key, 0)),
                     "started": float(started[key]) if key in started else None,
                     "ended": float(ended[key]) if key in ended else None,
@@ -162,7 +188,7 @@ class Ledger:
     # -- logs -------------------------------------------------------------------------
     def append_log(self, run_id: str, key: str, line: str, ts: float | None = None) -> None:
         """Store one printed line of task ``key``."""
-        stream = self._keys(run_id)[7]
+        stream = self.keys(run_id).logs
         pipe = self.r.pipeline(transaction=False)
         pipe.xadd(stream, {"t": repr(ts or time.time()), "task": key, "line": line})
         pipe.expire(stream, self.ttl)
@@ -171,20 +197,9 @@ class Ledger:
     def read_logs(self, run_id: str, after: str = "-", count: int | None = None) -> list[tuple[str, dict]]:
         """Log records after stream id ``after`` (exclusive unless ``-``): ``(id, fields)``."""
         start = after if after == "-" else f"({after}"
-        return self.r.xrange(self._keys(run_id)[7], min=start, max="+", count=count)
+        return self.r.xrange(self.keys(run_id).logs, min=start, max="+", count=count)
 
     # -- Celery ids, restart and cancel (see pipeline/runs/restart.py, pipeline/runs/cancel.py) -----
-    def task_ids_key(self, run_id: str) -> str:
-        """Hash task key -> Celery id of the message expected to run it now."""
-        return f"{self.run_key(run_id)}:celery"
-
-    def history_key(self, run_id: str) -> str:
-        """Hash task key -> JSON list of the task's earlier attempts (see :meth:`tasks`)."""
-        return f"{self.run_key(run_id)}:history"
-
-    def _guarded_keys(self, run_id: str) -> list[str]:
-        return self._keys(run_id) + [self.task_ids_key(run_id), self.history_key(run_id)]
-
     def _script(self, name: str):
         cache = self.__dict__.setdefault("_more_scripts", {})
         if name not in cache:
@@ -195,14 +210,19 @@ class Ledger:
         """Record the Celery ids of a canvas about to be sent (task key -> id)."""
         if not ids:
             return
+        key = self.keys(run_id).task_ids
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.task_ids_key(run_id), mapping=ids)
-        pipe.expire(self.task_ids_key(run_id), self.ttl)
+        pipe.hset(key, mapping=ids)
+        pipe.expire(key, self.ttl)
         pipe.execute()
 
     def task_ids(self, run_id: str) -> dict[str, str]:
         """Task key -> Celery id of its latest message."""
-        return self.r.hgetall(self.task_ids_key(run_id))
+        return self.r.hgetall(self.keys(run_id).task_ids)
+
+    def task_ids_of(self, run_id: str, keys: list[str]) -> list[str | None]:
+        """The Celery id of each of ``keys``'s latest message, in order (None where none is recorded)."""
+        return [i or None for i in self.r.hmget(self.keys(run_id).task_ids, keys)]
 
     def reset_tasks(self, run_id: str, seen_state: str, seen_updated: str, ids: dict[str, str]) -> tuple[str, int, str]:
         """Reset the tasks ``ids`` names to Pending under their new Celery ids, atomically.
@@ -212,7 +232,7 @@ class Ledger:
         """
         flat = [part for pair in ids.items() for part in pair]
         args = [self.ttl, repr(time.time()), REFERENCE_STAGE + "[", seen_state, seen_updated, *flat]
-        reply = self._script("RESTART")(keys=self._guarded_keys(run_id), args=args)
+        reply = self._script("RESTART")(keys=self.keys(run_id), args=args)
         if reply[0] != "ok":
             return reply[0], 0, ""
         return "ok", int(reply[1]), reply[2]
@@ -224,7 +244,7 @@ class Ledger:
         id)`` of each task it stopped; ``missing``; or ``finished`` (nothing changed).
         """
         reply = self._script("CANCEL")(
-            keys=self._guarded_keys(run_id), args=[self.ttl, repr(time.time()), REFERENCE_STAGE + "["]
+            keys=self.keys(run_id), args=[self.ttl, repr(time.time()), REFERENCE_STAGE + "["]
         )
         rest = reply[1:] if reply[0] == "cancelled" else []
         return reply[0], [tuple(rest[i : i + 3]) for i in range(0, len(rest), 3)]
@@ -232,8 +252,33 @@ class Ledger:
     def wait_logs(self, run_id: str, after: str, block_ms: int | None = None,
                   count: int | None = None) -> list[tuple[str, dict]]:
         """Log records after stream id ``after``, waiting up to ``block_ms`` for one (None/0: no wait)."""
-        reply = self.r.xread({self._keys(run_id)[7]: after}, count=count, block=block_ms or None)
+        reply = self.r.xread({self.keys(run_id).logs: after}, count=count, block=block_ms or None)
         return reply[0][1] if reply else []
+
+    # -- flow versions and live workers (see versions.py, workers.py) -----------------
+    def register_version(self) -> int:
+        """The number of this code's flow version, registering it if new."""
+        from pipeline.ledger import versions
+
+        return int(versions.register(self.r)["version"])
+
+    def count_version_run(self, version: int) -> None:
+        """Count one more run of flow ``version``."""
+        from pipeline.ledger import versions
+
+        versions.count_run(self.r, version)
+
+    def version_table(self) -> list[dict]:
+        """Every flow version, oldest first (see :func:`pipeline.ledger.versions.version_table`)."""
+        from pipeline.ledger import versions
+
+        return versions.version_table(self.r)
+
+    def live_workers(self) -> dict[str, list[str]]:
+        """Live worker (``<node name>/<pid>``) -> the queues it consumes."""
+        from pipeline.ledger import workers
+
+        return workers.live_workers(self.r)
 
     # -- retention --------------------------------------------------------------------
     def forget_expired(self, now: float | None = None, limit: int = 10000) -> int:
@@ -251,7 +296,7 @@ class Ledger:
 
         Returns 1 (deleted), 0 (only leftovers of an expired record) or -1 (skipped).
         """
-        keys = [*self._guarded_keys(run_id), self.done_key(run_id), self.runs_index]
+        keys = [*self.keys(run_id), self.done_key(run_id), self.runs_index]
         return int(self._script("DELETE_RUN")(keys=keys, args=[run_id, updated or ""]))
 
     # -- one round trip a task ------------------------------------------------------
@@ -268,7 +313,7 @@ class Ledger:
         read = list(read)
         begin_args = [self.ttl, repr(time.time()), key, task_id or ""]
         args = [*begin_args, known_created, *read, len(begin_args)]
-        reply = self._script("BEGIN_READ")(keys=self._guarded_keys(run_id), args=args)
+        reply = self._script("BEGIN_READ")(keys=self.keys(run_id), args=args)
         verdict, attempts, created, artifacts, params, *outputs = reply
         return BeginRead(
             Begin(verdict, int(attempts)), created or "", artifacts or "",

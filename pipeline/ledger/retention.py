@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from pipeline.ledger.records import Ledger
 from pipeline.ledger.status import is_stuck
+from pipeline.ledger.values import ACTIVE_RUN_STATES
 
 SCAN_BATCH = 1000
 """Keys asked for per SCAN call when looking for run records missing from the index."""
@@ -59,7 +60,7 @@ def prune(ledger: Ledger, older_than: float, stuck_after: float, now: float | No
     kept: list[str] = []
     for run_id in _candidates(ledger, cutoff):
         run = ledger.get_run(run_id)
-        if run is not None and run.get("state") in ("Pending", "Running") and not is_stuck(run, stuck_after, now):
+        if run is not None and run.get("state") in ACTIVE_RUN_STATES and not is_stuck(run, stuck_after, now):
             kept.append(run_id)
             continue
         outcome = ledger.delete_run(run_id, run.get("updated") if run else None)

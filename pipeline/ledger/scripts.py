@@ -1,11 +1,12 @@
 """Lua scripts that make the ledger's state transitions atomic in Redis.
 
-Every per-run script takes the same KEYS, in this order (see ``Ledger._keys``):
-run hash, task states, attempts, started, ended, outputs, errors, logs stream (the last
-only so that ``touch_ttl`` keeps the logs alive exactly as long as the record); the
-scripts that a task or a restart calls also take KEYS[9], the task key -> Celery task id
-hash (see ``stale``), and KEYS[10], the task key -> earlier attempts hash (see
-``keep_attempt``).
+Every per-run script takes the same KEYS, in this order (``RunKeys`` in records.py, so
+Python names them): run hash, task states, attempts, started, ended, outputs, errors,
+logs stream (the last only so that ``touch_ttl`` keeps the logs alive exactly as long as
+the record), KEYS[9], the task key -> Celery task id hash (see ``stale``), and KEYS[10],
+the task key -> earlier attempts hash (see ``keep_attempt``). CREATE takes the first two.
+State names are written here as text; they are the values of ``TaskState`` and
+``RunState`` (values.py), which a test checks.
 """
 
 # Shared Lua helpers: refresh the TTL of every key touched; tell stale messages; keep an

@@ -10,10 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.ledger.values import iso
-
-ACTIVE_RUN_STATES = frozenset({"Pending", "Running"})
-"""Run states in which something is still expected to happen."""
+from pipeline.ledger.values import ACTIVE_RUN_STATES, TaskState, iso
 
 
 def _float(value: Any) -> float | None:
@@ -83,7 +80,7 @@ def format_seconds(seconds: float | None) -> str:
 
 def task_duration(row: dict[str, Any], now: float | None = None) -> float | None:
     """Seconds of a task's last attempt: to its end, or to ``now`` while it runs."""
-    if row["ended"] is not None or row["state"] == "Running":
+    if row["ended"] is not None or row["state"] == TaskState.RUNNING:
         return duration(row["started"], row["ended"], now)
     return None
 

@@ -6,19 +6,46 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any
 
-TASK_STATES = ("Pending", "Running", "Retrying", "Success", "Failed", "TriggerFailed")
+class TaskState(StrEnum):
+    """The state of one task of a run, as stored in Redis and printed (the value is the text)."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    RETRYING = "Retrying"
+    SUCCESS = "Success"
+    FAILED = "Failed"
+    TRIGGER_FAILED = "TriggerFailed"
+    UNFINISHED = "Unfinished"
+    """Only in a task's history: an earlier attempt that recorded no end (its process died)."""
+
+
+class RunState(StrEnum):
+    """The state of a run, as stored in Redis and printed (the value is the text)."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCESS = "Success"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+TASK_STATES = tuple(s for s in TaskState if s is not TaskState.UNFINISHED)
 """Every state a task can be in."""
 
-RUN_STATES = ("Pending", "Running", "Success", "Failed", "Cancelled")
+RUN_STATES = tuple(RunState)
 """Every state a run can be in."""
 
-TERMINAL_TASK_STATES = frozenset({"Success", "Failed", "TriggerFailed"})
+TERMINAL_TASK_STATES = frozenset({TaskState.SUCCESS, TaskState.FAILED, TaskState.TRIGGER_FAILED})
 """Task states that end a task until a restart."""
 
-FINISHED_RUN_STATES = frozenset({"Success", "Failed", "Cancelled"})
+FINISHED_RUN_STATES = frozenset({RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED})
 """Run states after which nothing runs until a restart."""
+
+ACTIVE_RUN_STATES = frozenset({RunState.PENDING, RunState.RUNNING})
+"""Run states in which something is still expected to happen."""
 
 
 def iso(ts: float | str | None) -> str | None:

@@ -24,6 +24,7 @@ from celery import Celery
 
 from pipeline.celery_app import app as default_app
 from pipeline.ledger.records import Ledger
+from pipeline.ledger.values import TaskState
 
 STATS_TIMEOUT = 1.0
 """Seconds to wait for workers to say which pool they run (only when tasks are running)."""
@@ -55,7 +56,7 @@ def cancel_run(ledger: Ledger, run_id: str, app: Celery | None = None) -> Cancel
     revoked = [task_id for _key, _state, task_id in tasks if task_id]
     if revoked:
         app.control.revoke(revoked)
-    running = [task_id for _key, state, task_id in tasks if task_id and state == "Running"]
+    running = [task_id for _key, state, task_id in tasks if task_id and state == TaskState.RUNNING]
     workers = terminate(app, running) if running else []
     return Cancelled(run_id, [key for key, _state, _id in tasks], revoked, workers)
 

@@ -101,8 +101,7 @@ def recorded_ids(run_id: str, keys: list[str]) -> list[str | None]:
 
     if not keys:
         return []
-    book = ledger()
-    return [i or None for i in book.r.hmget(book.task_ids_key(run_id), keys)]
+    return ledger().task_ids_of(run_id, keys)
 
 
 @app.task(name=FAN_OUT_TASK)

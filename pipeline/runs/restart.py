@@ -20,10 +20,11 @@ from pipeline.celery_app import app
 from pipeline.runs.dispatch import freeze_ids
 from pipeline.ledger.records import Ledger
 from pipeline.settings import DEFAULT_QUEUE
-from pipeline.ledger.status import ACTIVE_RUN_STATES, is_stuck
+from pipeline.ledger.status import is_stuck
+from pipeline.ledger.values import ACTIVE_RUN_STATES, TaskState
 
 
-RESTARTABLE_TASK_STATES = ("Failed", "TriggerFailed")
+RESTARTABLE_TASK_STATES = (TaskState.FAILED, TaskState.TRIGGER_FAILED)
 """Task states a restart runs again (a stuck run: every state but Success)."""
 
 
@@ -46,7 +47,7 @@ def keys_to_rerun(states: Mapping[str, str], n_branches: int, stuck: bool) -> li
     (for a stuck run, every task not Success)."""
     keys = flow.task_keys(n_branches)
     if stuck:
-        return [k for k in keys if states.get(k, "Pending") != "Success"]
+        return [k for k in keys if states.get(k, TaskState.PENDING) != TaskState.SUCCESS]
     return [k for k in keys if states.get(k) in RESTARTABLE_TASK_STATES]
 
 

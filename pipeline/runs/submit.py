@@ -12,12 +12,11 @@ import redis
 
 from pipeline.definition import flow
 
-from pipeline.ledger import versions as versioning
 from pipeline.definition.canvas import build_canvas
 from pipeline.celery_app import app
 from pipeline.runs.dispatch import send_recorded
 from pipeline.ledger.records import Ledger
-from pipeline.ledger.values import FINISHED_RUN_STATES
+from pipeline.ledger.values import FINISHED_RUN_STATES, RunState
 from pipeline.definition.naming import DEFAULT_N_SAMPLES, alpha_name, tick_stamp
 from pipeline.settings import DEFAULT_QUEUE, get_settings
 from pipeline.artifacts.store import normalize_root, run_location
@@ -84,7 +83,7 @@ def submit_run(ledger: Ledger, request: RunRequest, run_id: str | None = None) -
     run_id = run_id or new_run_id()
     n = len(request.alphas)
     root = normalize_root(request.artifacts_root)
-    version = versioning.register(ledger.r)["version"]
+    version = ledger.register_version()
     fields = {
         "id": run_id,
         "flow": flow.FLOW_NAME,
@@ -93,14 +92,14 @@ def submit_run(ledger: Ledger, request: RunRequest, run_id: str | None = None) -
         "label": request.label or "",
         "queue": request.queue,
         "scheduled_start": request.tick.timestamp() if request.tick else "",
-        "state": "Pending",
+        "state": RunState.PENDING,
         "artifacts": root,
         "submitted": 0,
         "cancelled": 0,
     }
     created = ledger.create_run(run_id, fields, flow.task_keys(n))
     if created:
-        versioning.count_run(ledger.r, version)
+        ledger.count_version_run(version)
     ensure_submitted(ledger, run_id)
     return Submitted(run_id, created, run_location(root, run_id))
 

@@ -1,37 +1,31 @@
-"""Which queues live workers consume: a short-lived Redis key per worker, no broadcast.
+"""Which queues live workers consume: a short-lived Redis record per worker, no broadcast.
 
 Each worker process (through :class:`WorkerRecordStep`, a bootstep of the worker
-blueprint) writes ``pipeline:workers:<node name>/<pid>`` = JSON ``{"hostname", "pid",
-"queues", "seen"}`` with an expiry of ``PIPELINE_WORKER_TTL`` seconds (15), rewrites it
-every ``PIPELINE_WORKER_HEARTBEAT`` seconds (5) from a daemon thread, and deletes it when
-it stops. A killed worker's key expires on its own. The CLI reads the keys with SCAN and
-MGET at submission: no ``inspect()`` round-trip.
+blueprint) writes its record (:mod:`pipeline.ledger.workers`: the queues it consumes)
+with an expiry of ``PIPELINE_WORKER_TTL`` seconds (15), rewrites it every
+``PIPELINE_WORKER_HEARTBEAT`` seconds (5) from a daemon thread, and deletes it when it
+stops. A killed worker's record expires on its own. The CLI reads the records with SCAN
+and MGET at submission: no ``inspect()`` round-trip.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shlex
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from celery import bootsteps
 
-from pipeline.settings import DEFAULT_QUEUE, KEY_PREFIX, Settings, get_settings
+from pipeline.ledger.workers import delete_worker, worker_key, write_worker
+from pipeline.settings import DEFAULT_QUEUE, Settings, get_settings
+
+if TYPE_CHECKING:
+    from pipeline.ledger.records import Ledger
 
 log = logging.getLogger(__name__)
-
-WORKERS_PREFIX = f"{KEY_PREFIX}:workers:"
-"""Prefix of the per-worker keys."""
-
-
-def worker_key(hostname: str, pid: int) -> str:
-    """The Redis key of the worker ``hostname`` running as process ``pid``."""
-    return f"{WORKERS_PREFIX}{hostname}/{pid}"
-
 
 class WorkerRecord:
     """Writes, refreshes and deletes one worker's record of the queues it consumes."""
@@ -51,7 +45,7 @@ class WorkerRecord:
     def write(self) -> None:
         """Write the record now, with a fresh expiry."""
         record = {"hostname": self.hostname, "pid": self.pid, "queues": sorted(self.queues()), "seen": time.time()}
-        self.client.set(self.key, json.dumps(record), px=self.ttl_ms)
+        write_worker(self.client, self.key, record, self.ttl_ms)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -75,7 +69,7 @@ class WorkerRecord:
         if self._thread is not None:
             self._thread.join(timeout=2)
         try:
-            self.client.delete(self.key)
+            delete_worker(self.client, self.key)
         except Exception as exc:
             log.warning("could not delete worker record %s: %s", self.key, exc)
 
@@ -100,28 +94,12 @@ class WorkerRecordStep(bootsteps.StartStopStep):
         return WorkerRecord(shared_client(url), worker.hostname, queues, get_settings())
 
 
-def live_workers(client: redis.Redis) -> dict[str, list[str]]:
-    """Live worker key suffix (``<node name>/<pid>``) -> the queues it consumes."""
-    keys = sorted(client.scan_iter(match=f"{WORKERS_PREFIX}*", count=500))
-    if not keys:
-        return {}
-    out: dict[str, list[str]] = {}
-    for key, raw in zip(keys, client.mget(keys)):
-        if raw is None:  # expired between SCAN and MGET
-            continue
-        try:
-            out[key[len(WORKERS_PREFIX):]] = list(json.loads(raw).get("queues", []))
-        except (ValueError, AttributeError):
-            continue
-    return out
-
-
-def consumers_of(client: redis.Redis, queue: str) -> list[str]:
+def consumers_of(ledger: Ledger, queue: str) -> list[str]:
     """The live workers consuming ``queue``."""
-    return [name for name, queues in live_workers(client).items() if queue in queues]
+    return [name for name, queues in ledger.live_workers().items() if queue in queues]
 
 
-def unconsumed_message(client: redis.Redis, queue: str, embedded_url: str | None = None) -> str | None:
+def unconsumed_message(ledger: Ledger, queue: str, embedded_url: str | None = None) -> str | None:
     """One line saying no live worker consumes ``queue`` (None when one does).
 
     ``embedded_url``: the embedded stack's Redis, whose own worker consumes the default
@@ -130,7 +108,7 @@ def unconsumed_message(client: redis.Redis, queue: str, embedded_url: str | None
     """
     if embedded_url and queue == DEFAULT_QUEUE:
         return None
-    if consumers_of(client, queue):
+    if consumers_of(ledger, queue):
         return None
     command = f"python cli.py worker --label {shlex.quote(queue)}"
     if embedded_url:

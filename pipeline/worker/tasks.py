@@ -21,6 +21,7 @@ from pipeline.definition import stages
 from pipeline.artifacts.rundir import RunDir
 from pipeline.celery_app import app
 from pipeline.ledger.records import Ledger
+from pipeline.ledger.values import TaskState
 from pipeline.worker.logcapture import capture_lines
 from pipeline.redis_conn import shared_client
 from pipeline.settings import get_settings
@@ -95,7 +96,7 @@ def _execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     try:
         run_dir = run_dir_for(start.artifacts, run_id)
     except BadInput as exc:  # a record pointing where this worker may not write: never retried
-        book.finish_task(run_id, key, "Failed", error=str(exc), trigger_failed=flow.downstream(key, n_branches),
+        book.finish_task(run_id, key, TaskState.FAILED, error=str(exc), trigger_failed=flow.downstream(key, n_branches),
                          task_id=task.request.id)
         raise
     try:
@@ -110,11 +111,11 @@ def _execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
         if task.request.retries < retries:
             book.set_retrying(run_id, key, error, task_id=task.request.id)
             raise task.retry(exc=exc, countdown=float(params.get("retry_delay", 0)), max_retries=retries)
-        if book.finish_task(run_id, key, "Failed", error=error, trigger_failed=flow.downstream(key, n_branches),
+        if book.finish_task(run_id, key, TaskState.FAILED, error=error, trigger_failed=flow.downstream(key, n_branches),
                             task_id=task.request.id):
             book.signal_finished(run_id)  # the run ended: wake its waiter now, not at its next poll
         raise
-    if book.finish_task(run_id, key, "Success", output=output, task_id=task.request.id):
+    if book.finish_task(run_id, key, TaskState.SUCCESS, output=output, task_id=task.request.id):
         book.signal_finished(run_id)
     return output
 
