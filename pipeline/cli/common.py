@@ -13,6 +13,9 @@ DEFAULT_ALPHAS = ("1.0", "0.1", "0.01", "0.001", "0.0001", "0.00001")
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+EXIT_STUCK = 3
+"""``sweep``/``run``/``wait``/``restart``: the run waited on is flagged stuck (it is left as it is)."""
+
 
 class VariadicOptions(click.Command):
     """A command whose ``--alphas`` takes every word up to the next ``--option``.
@@ -59,16 +62,23 @@ def connect_or_exit(settings):
 def wait_and_report(conn, run_id: str, as_json: bool) -> None:
     """Wait for ``run_id`` with a progress bar, print its results, exit 0/1 (130 on Ctrl-C)."""
     from pipeline.cli.report import print_json, progress_bar, results_table, run_document
+    from pipeline.runs.stuck import RunLost, RunStuck
     from pipeline.runs.submit import run_results, wait_for_run
     from pipeline.artifacts.store import run_location
     from pipeline.ledger.values import RunState
+    from pipeline.settings import get_settings
 
     try:
         with progress_bar(run_id, enabled=not as_json and sys.stderr.isatty()) as update:
-            state = wait_for_run(conn.ledger, run_id, update, on_connection=report_connection)
+            state = wait_for_run(conn.ledger, run_id, update, on_connection=report_connection,
+                                 stuck_after=get_settings().stuck_after)
     except KeyboardInterrupt:
         click.echo(f"\nstopped waiting; run {run_id} goes on: python cli.py wait {run_id}", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except RunStuck as exc:
+        fail(f"{exc}; left as it is: python cli.py status {run_id} / python cli.py restart {run_id}", EXIT_STUCK)
+    except RunLost as exc:
+        fail(str(exc), EXIT_FAILED)
     run = conn.ledger.get_run(run_id)
     results = run_results(conn.ledger, run_id)
     artifacts = run_location(run["artifacts"], run_id)

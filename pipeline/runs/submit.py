@@ -21,10 +21,14 @@ from pipeline.definition.naming import DEFAULT_N_SAMPLES, alpha_name, tick_stamp
 from pipeline.settings import DEFAULT_QUEUE, get_settings
 from pipeline.artifacts.store import normalize_root, run_location
 from pipeline.ledger.claims import claim_submission, release_submission
+from pipeline.runs.stuck import RunLost, RunStuck, stuck_reason
 
 
 RECONNECT_EVERY = 1.0
 """Seconds between attempts of :func:`wait_for_run` to reach Redis again after losing it."""
+
+STUCK_CHECK_EVERY = 1.0
+"""Seconds between two checks of :func:`wait_for_run` whether the run it waits on is stuck."""
 
 
 @dataclass(frozen=True)
@@ -137,8 +141,14 @@ def wait_for_run(
     on_progress: Callable[[int, int], None] | None = None,
     poll: float = 0.05,
     on_connection: Callable[[Exception | None], None] | None = None,
+    stuck_after: float | None = None,
 ) -> str:
     """Block until the run has finished; return its end state. Reads only the run record.
+
+    Raises :class:`~pipeline.runs.stuck.RunLost` when the record is gone (Redis lost its
+    data) and, with ``stuck_after`` (``PIPELINE_STUCK_AFTER``), checked every
+    ``STUCK_CHECK_EVERY`` seconds, :class:`~pipeline.runs.stuck.RunStuck` once the run is
+    flagged stuck (the rule ``status`` uses), saying why.
 
     Waiting outlives a lost connection to Redis (a restart, a failover): once the client's
     own retries are spent it keeps trying every ``RECONNECT_EVERY`` seconds, calling
@@ -149,6 +159,7 @@ def wait_for_run(
     """
     last = -1
     lost = False
+    next_check = 0.0
     while True:
         try:
             state, done, total = ledger.progress(run_id)
@@ -162,16 +173,30 @@ def wait_for_run(
             on_connection(None)
         lost = False
         if state is None:
-            raise KeyError(run_id)
+            raise RunLost(run_id)
         if on_progress and done != last:
             on_progress(done, total)
             last = done
         if state in FINISHED_RUN_STATES:
             return state
+        if stuck_after is not None and time.monotonic() >= next_check:
+            next_check = time.monotonic() + STUCK_CHECK_EVERY
+            check_not_stuck(ledger, run_id, stuck_after)
         try:
             ledger.wait_signal(run_id, poll)  # wakes at once when the task ending the run signals
         except (redis.ConnectionError, redis.TimeoutError):
             pass  # the next read notices the outage and reports it
+
+
+def check_not_stuck(ledger: Ledger, run_id: str, stuck_after: float) -> None:
+    """Raise :class:`RunStuck` (with its reason) if ``run_id`` is flagged stuck now."""
+    try:
+        run = ledger.get_run(run_id)
+        reason = None if run is None else stuck_reason(ledger, run, stuck_after)
+    except (redis.ConnectionError, redis.TimeoutError):
+        return  # the next read of the progress notices the outage and reports it
+    if reason:
+        raise RunStuck(run_id, reason)
 
 
 def run_results(ledger: Ledger, run_id: str) -> dict[str, float]:
