@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from pipeline.ledger.records import Ledger
 from pipeline.redis_conn import check_reachable, make_client
@@ -15,7 +14,9 @@ EMBEDDED_CONCURRENCY = 10
 REACH_TIMEOUT = 2.0
 """Seconds to wait for the broker before reporting it unreachable (the contract says 5)."""
 
-CLI_PATH = Path(__file__).resolve().parents[2] / "cli.py"
+WORKER_MODULE = "pipeline.cli.main"
+"""Module the embedded worker runs (``python -m``): the CLI itself, found on ``sys.path``
+whether the project is a checkout (``cli.py`` beside it) or installed with ``pip install .``."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ class Connection:
 
 def embedded_worker_argv() -> list[str]:
     """The command the embedded stack runs its worker with."""
-    return [sys.executable, str(CLI_PATH), "worker", "--pool", "threads", "--concurrency", str(EMBEDDED_CONCURRENCY),
+    return [sys.executable, "-m", WORKER_MODULE, "worker", "--pool", "threads",
+            "--concurrency", str(EMBEDDED_CONCURRENCY),
             "--without-mingle"]  # alone on its private Redis: nobody to sync with at start-up
 
 

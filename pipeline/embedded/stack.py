@@ -28,6 +28,8 @@ from pipeline.embedded.detached import (alive, launch, locked, pid_path, read_re
 from pipeline.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+"""The directory holding the ``pipeline`` package (a checkout's root, or site-packages once
+installed): the detached processes start there, so their ``python -m`` imports this same copy."""
 REDIS_START_TIMEOUT = 5.0
 PROCESSES = ("redis", "worker", "supervisor")
 
