@@ -1,5 +1,6 @@
 # One image for every service; REQUIREMENTS picks the worker environment's pins
-# (see workers/environments.py): requirements.txt, or workers/requirements-*.txt.
+# (see workers/environments.py): requirements.txt, or workers/requirements-*.txt. Runtime
+# pins only: the test and lint tools are in requirements-dev.txt, never in the image.
 FROM python:3.11-slim
 ARG REQUIREMENTS=requirements.txt
 WORKDIR /app
