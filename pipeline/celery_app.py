@@ -76,3 +76,4 @@ def configure(app: Celery, settings: Settings) -> Celery:
 
 app = configure(Celery("pipeline", include=["pipeline.worker.tasks", "pipeline.schedule.tick_task", "pipeline.runs.fanout"]), get_settings())
 app.steps["worker"].add("pipeline.worker.liveness:WorkerRecordStep")  # the worker's record of its queues
+app.steps["worker"].add("pipeline.worker.redis_checks:PersistenceCheckStep")  # warns if Redis would lose runs

@@ -60,12 +60,15 @@ class RedisServer:
         return redis.Redis(port=self.port, decode_responses=True)
 
 
-def start_redis(data_dir: Path, port: int | None = None) -> RedisServer:
-    """Start redis-server with append-only persistence in ``data_dir``; wait for PING."""
+def start_redis(data_dir: Path, port: int | None = None, extra: tuple[str, ...] = ()) -> RedisServer:
+    """Start redis-server with append-only persistence in ``data_dir``; wait for PING.
+
+    ``extra``: more ``--option value`` arguments; a later one overrides (``--appendonly no``).
+    """
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-            "--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction"]
+            "--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction", *extra]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = RedisServer(port, proc, data_dir)
     deadline = time.time() + 10

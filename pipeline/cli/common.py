@@ -100,12 +100,33 @@ def report_connection(error: Exception | None) -> None:
 
 
 def existing_run(conn, run_id: str) -> dict:
-    """The run record of ``run_id``, or exit 2 naming it."""
+    """The run record of ``run_id``; else exit 2 naming it, or exit 1 when the record was lost.
+
+    A run whose directory is still under the artifacts root but whose record is not in
+    Redis was recorded once: Redis lost it (restarted without persistence, or flushed).
+    """
     validation.check_run_id_input(run_id)
     run = conn.ledger.get_run(run_id)
     if run is None:
+        directory = orphaned_run_directory(run_id)
+        if directory:
+            from pipeline.runs.stuck import lost_record_message
+
+            fail(lost_record_message(run_id, directory), EXIT_FAILED)
         fail(f"no run {run_id!r}")
     return run
+
+
+def orphaned_run_directory(run_id: str) -> str | None:
+    """The directory of ``run_id`` under the configured artifacts root if it holds files, else None."""
+    from pipeline.artifacts.store import open_store, run_location
+    from pipeline.settings import get_settings
+
+    root = get_settings().artifacts_root
+    try:
+        return run_location(root, run_id) if open_store(root).listing(run_id) else None
+    except Exception:  # an unreadable or remote root that does not answer: nothing to say
+        return None
 
 
 def warn_if_unconsumed(conn, queue: str) -> None:
