@@ -14,6 +14,7 @@ import time
 import urllib.request
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -25,11 +26,16 @@ from pipeline.definition import flow
 from pipeline.definition import stages
 from pipeline.artifacts.rundir import RunDir, UnsafePathError
 from pipeline.artifacts.store import TMP_PREFIX, is_url, normalize_root, run_location
+from pipeline.runs.submit import wait_for_run
+from pipeline.settings import Settings
 from test_stages import tutorial_score
 from test_sweep_integration import ledger_for
 
 LABEL = "s3hosts"
 """Queue of this module's workers (the session's default-queue worker has no S3 access)."""
+
+TICKS_BUCKET = f"ticks-{uuid.uuid4().hex[:12]}"
+"""Bucket of the workers' ``PIPELINE_ARTIFACTS`` (``s3://<it>/ticks``): where scheduled runs go."""
 
 
 @dataclass
@@ -229,13 +235,15 @@ class Host:
 def hosts(redis_server, moto, tmp_path_factory) -> Iterator[list[Host]]:
     """Two single-slot workers on queue LABEL, each with its own cwd and TMPDIR."""
     started: list[Host] = []
+    moto.client().create_bucket(Bucket=TICKS_BUCKET)
     try:
         for name in ("host_a", "host_b"):
             base = tmp_path_factory.mktemp(name)
             cwd, tmp = base / "cwd", base / "tmp"
             cwd.mkdir()
             tmp.mkdir()
-            env = pipeline_env(redis_server.url, TMPDIR=str(tmp), **moto.env())
+            env = pipeline_env(redis_server.url, TMPDIR=str(tmp), PIPELINE_ARTIFACTS=f"s3://{TICKS_BUCKET}/ticks",
+                               **moto.env())
             worker = start_worker(redis_server.url, base / "worker.log", "--label", LABEL, "--pool", "threads",
                                   "--concurrency", "1", "--log-tasks", env=env, cwd=cwd)
             started.append(Host(worker, cwd, tmp))
@@ -338,4 +346,54 @@ def test_restart_command_finishes_the_run_from_the_bucket(clean_redis, moto, buc
     objects = moto.objects(bucket)
     assert sorted(objects) == [eval_key] and before.keys().isdisjoint({eval_key})
     assert float(objects[eval_key]) == tutorial_score(17, 100, 1.0)
+    assert_no_local_traces(hosts, tmp_path)
+
+
+# -- scheduled and backfilled runs on an object-store root --------------------------------
+
+TICK = datetime(2026, 11, 28, 9, 1, tzinfo=timezone.utc)
+"""The tick of this section's runs (seed: its unix time; its stamp in every file name)."""
+
+
+def assert_tick_run_in_bucket(clean_redis, moto: Moto, url: str, run_id: str, cwd: Path) -> None:
+    """The run succeeded with its record, files and ``status --json`` on ``url``, nothing local."""
+    ledger = ledger_for(clean_redis.url)
+    assert wait_for_run(ledger, run_id) == "Success"
+    assert ledger.get_run(run_id)["artifacts"] == url
+    bucket, prefix = url[len("s3://"):].split("/", 1)
+    name = f"eval_model_1.0_train_dataset_{TICK:%Y%m%d%H%M%S}.txt"
+    objects = moto.objects(bucket)
+    assert sorted(objects) == [f"{prefix}/{run_id}/{name}"]
+    assert float(objects[f"{prefix}/{run_id}/{name}"]) == tutorial_score(int(TICK.timestamp()), 100, 1.0)
+    status = run_cli("status", run_id, "--json", env=pipeline_env(clean_redis.url), cwd=cwd)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["artifacts"] == f"{url}/{run_id}"
+
+
+@pytest.mark.parametrize("given_by", ["--artifacts", "PIPELINE_ARTIFACTS"])
+def test_backfill_into_a_bucket_writes_only_to_the_bucket(clean_redis, moto, bucket, hosts, tmp_path, given_by):
+    url = f"s3://{bucket}/prefix"
+    tick = f"{TICK:%Y-%m-%dT%H:%M}"
+    argv = ["backfill", "--start", tick, "--end", tick, "--alphas", "1.0", "--label", LABEL, "--json"]
+    if given_by == "--artifacts":
+        result = run_cli(*argv, "--artifacts", url, env=pipeline_env(clean_redis.url), cwd=tmp_path)
+    else:
+        result = run_cli(*argv, env=pipeline_env(clean_redis.url, PIPELINE_ARTIFACTS=url), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run_id,) = json.loads(result.stdout)["created_runs"]
+    assert_tick_run_in_bucket(clean_redis, moto, url, run_id, tmp_path)
+    assert_no_local_traces(hosts, tmp_path)
+
+
+def test_scheduled_run_goes_to_the_workers_object_store_root(clean_redis, moto, hosts, tmp_path, monkeypatch):
+    """The scheduled-run task, on a worker whose PIPELINE_ARTIFACTS is a bucket, puts the run there."""
+    from pipeline.celery_app import app, configure
+    from pipeline.schedule.tick_task import scheduled_run
+
+    monkeypatch.setenv("CELERY_BROKER_URL", clean_redis.url)
+    configure(app, Settings.from_env(pipeline_env(clean_redis.url)))
+    sent = scheduled_run.apply_async(kwargs={"tick": TICK.isoformat(), "alphas": [1.0], "label": LABEL},
+                                     queue=LABEL)
+    run_id = sent.get(timeout=120)["run_id"]
+    assert_tick_run_in_bucket(clean_redis, moto, f"s3://{TICKS_BUCKET}/ticks", run_id, tmp_path)
     assert_no_local_traces(hosts, tmp_path)

@@ -108,3 +108,13 @@ def test_capture_attributes_lines_per_thread_when_many_print_at_once(capsys):
         assert lines == expected
     print("outside any task")
     assert "outside any task" in capsys.readouterr().out
+
+
+def test_status_shows_where_the_runs_files_are_on_either_store(tmp_path):
+    """An object-store root stays a URL (not ``s3:/...``); a local root a path."""
+    rows: list = []
+    on_s3 = {**record("Success", 10), "artifacts": "s3://bucket/prefix"}
+    assert status_document(on_s3, rows, 300, now=NOW)["artifacts"] == "s3://bucket/prefix/r1"
+    local = {**record("Success", 10), "artifacts": str(tmp_path)}
+    assert status_document(local, rows, 300, now=NOW)["artifacts"] == str(tmp_path / "r1")
+    assert status_document(record("Success", 10), rows, 300, now=NOW)["artifacts"] is None

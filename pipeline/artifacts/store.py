@@ -63,9 +63,10 @@ def normalize_root(root: str | os.PathLike[str]) -> str:
 
 
 def run_location(root: str | os.PathLike[str], run_id: str) -> str:
-    """Where a run's files are, as shown to users: ``<root>/<run id>`` (path or URL).
+    """Where a run's files are: ``<root>/<run id>``, a path or a URL (never ``s3:/...``).
 
-    ``root`` is a normalized root, as run records store it.
+    The one place a root becomes a run's location: the stores, the records' readers and
+    every command's output call it. ``root`` is a normalized root, as run records store it.
     """
     text = os.fspath(root)
     return f"{text.rstrip('/')}/{run_id}" if is_url(text) else str(Path(text) / run_id)
@@ -111,13 +112,14 @@ class LocalStore:
     """Run directories on this machine: ``<root>/<run id>/<name>``, temp files in ``<root>/.tmp``."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.path = Path(root).resolve()
-        self.root = str(self.path)
+        """``root``: a normalized local root (see :func:`open_store`)."""
+        self.root = os.fspath(root)
+        self.path = Path(self.root)
         self.tmp = self.path / TMP_DIR_NAME
 
     def location(self, run_id: str, name: str | None = None) -> Path:
         """The run directory, or the path of ``name`` in it."""
-        directory = self.path / run_id
+        directory = Path(run_location(self.root, run_id))
         return directory if name is None else directory / name
 
     def ensure(self, run_id: str) -> None:
@@ -180,7 +182,7 @@ class FsspecStore:
 
     def location(self, run_id: str, name: str | None = None) -> str:
         """The run prefix's URL, or the URL of ``name`` in it."""
-        url = f"{self.root}/{run_id}"
+        url = run_location(self.root, run_id)
         return url if name is None else f"{url}/{name}"
 
     def _key(self, run_id: str, name: str) -> str:

@@ -7,9 +7,9 @@ build, and any later command that needs the stuck rule (restart) calls :func:`is
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
+from pipeline.artifacts.store import run_location
 from pipeline.ledger.values import ACTIVE_RUN_STATES, TaskState, iso
 
 
@@ -134,7 +134,7 @@ def status_document(run: dict[str, Any], rows: list[dict[str, Any]], stuck_after
             "params": run.get("params"),
             "queue": run.get("queue") or None,
             "scheduled_start": iso(run.get("scheduled_start")),
-            "artifacts": str(Path(root) / run["id"]) if root else None,
+            "artifacts": run_location(root, run["id"]) if root else None,
             "tasks": [task_document(row, now) for row in rows],
         }
     )

@@ -45,7 +45,7 @@ class BackfillReport:
         return f"backfill {span}: {n} ticks, {len(self.created)} created, {len(self.skipped)} skipped (already had a run)"
 
 
-def backfill(ledger: Ledger, ticks: Sequence[datetime], *, alphas: Sequence[float], artifacts_root: Path,
+def backfill(ledger: Ledger, ticks: Sequence[datetime], *, alphas: Sequence[float], artifacts_root: str | Path,
              n_samples: int, label: str | None = None) -> BackfillReport:
     """Create the run of every tick in ``ticks`` that has none; report created and skipped ids."""
     requests = [tick_request(t, alphas=alphas, artifacts_root=artifacts_root, n_samples=n_samples, label=label)

@@ -16,19 +16,23 @@ from pipeline.runs.submit import RunRequest, Submitted, ensure_submitted, submit
 from pipeline.definition.naming import DEFAULT_N_SAMPLES
 from pipeline.ledger.claims import needs_submission
 from pipeline.schedule.ticks import MINUTE, utc
-from pipeline.validation import check_label, parse_alphas
+from pipeline.validation import check_artifacts_root, check_label, parse_alphas
 
 HEAL_LOOKBACK_TICKS = 10
 """Ticks before the current one that a scheduled run checks for a run recorded but never sent."""
 
 
-def tick_request(tick: datetime, *, alphas: Sequence[float] | Iterable[str], artifacts_root: Path,
+def tick_request(tick: datetime, *, alphas: Sequence[float] | Iterable[str], artifacts_root: str | Path,
                  n_samples: int = DEFAULT_N_SAMPLES, label: str | None = None) -> RunRequest:
-    """The run request of tick ``tick`` with the schedule's parameters (validated)."""
+    """The run request of tick ``tick`` with the schedule's parameters (validated).
+
+    ``artifacts_root``: a local path or an fsspec URL, normalized as every root is
+    (:func:`pipeline.artifacts.store.normalize_root`), so a URL stays a URL.
+    """
     parsed = parse_alphas([",".join(str(a) for a in alphas)])
     if label is not None:
         check_label(label)
-    return RunRequest(alphas=parsed, artifacts_root=Path(artifacts_root).resolve(), n_samples=int(n_samples),
+    return RunRequest(alphas=parsed, artifacts_root=check_artifacts_root(artifacts_root), n_samples=int(n_samples),
                       label=label, tick=utc(tick))
 
 
