@@ -209,3 +209,33 @@ def run_cli(*args: str, env: dict[str, str], timeout: float = 120, cwd: Path | N
 def cli_env(clean_redis: RedisServer, worker: Worker, tmp_path: Path) -> dict[str, str]:
     """Environment for CLI calls against the test Redis and worker, artifacts in tmp."""
     return pipeline_env(clean_redis.url, PIPELINE_ARTIFACTS=str(tmp_path / "artifacts"))
+
+
+FLOWER_AUTH = "ops:s3cret"
+"""Basic auth of the Flower processes tests start."""
+
+
+def start_flower(url: str, log: Path, auth: str | None = FLOWER_AUTH, **extra: str) -> tuple[subprocess.Popen, str, dict]:
+    """``python cli.py flower`` (Flower and the run pages) on a free port; returns (process, base URL, env)
+    once it answers. ``auth`` None: no FLOWER_BASIC_AUTH (read-only pages)."""
+    import urllib.error
+    import urllib.request
+
+    port = free_port()
+    settings = {"FLOWER_BASIC_AUTH": auth} if auth else {}
+    env = pipeline_env(url, PIPELINE_FLOWER_URL=f"http://127.0.0.1:{port}", **settings, **extra)
+    proc = subprocess.Popen([sys.executable, CLI, "flower", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/healthcheck", timeout=5) as response:
+                if response.status == 200:
+                    return proc, base, env
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        if time.time() > deadline or proc.poll() is not None:
+            stop_process(proc)
+            raise RuntimeError("flower did not come up:\n" + log.read_text(errors="replace"))
+        time.sleep(0.3)

@@ -46,23 +46,29 @@ def stop() -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=5555, show_default=True)
 @click.option("--address", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 def flower(port: int, address: str) -> None:
-    """Start Flower against the configured broker (or the embedded stack).
+    """Start Flower and the run pages (/runs) against the configured broker (or the embedded stack).
 
-    Basic auth comes from FLOWER_BASIC_AUTH (user:password). Start it before submitting:
-    Flower only sees events sent while it runs. Find a run's tasks on its tasks page
-    with the search `kwargs:run_id=RUN_ID`.
+    Basic auth comes from FLOWER_BASIC_AUTH (user:password); without it the run pages are
+    read-only and only 127.0.0.1 may be listened on. The run pages read the run record,
+    so they show every run; Flower's own pages only see events sent while it runs.
     """
     import os
 
-    from pipeline.web.flower import flower_argv
+    from pipeline.web.flower import flower_argv, is_loopback
 
     settings = get_settings()
+    if not settings.flower_basic_auth and not is_loopback(address):
+        fail(f"--address {address} without FLOWER_BASIC_AUTH: set FLOWER_BASIC_AUTH=user:password to listen "
+             f"beyond this machine (without it the pages are read-only and on 127.0.0.1)")
     conn = connect_or_exit(settings)
     env = dict(os.environ)
     if conn.embedded:
         env.update(CELERY_BROKER_URL=conn.url, CELERY_RESULT_BACKEND=conn.url)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     if not settings.flower_basic_auth:
-        click.echo("FLOWER_BASIC_AUTH is not set: Flower's pages are open, its API refuses requests", err=True)
+        click.echo("FLOWER_BASIC_AUTH is not set: the run pages are read-only (no Restart, Cancel or Run), "
+                   "Flower's API refuses requests", err=True)
     argv = flower_argv(settings, port, address)
     os.execve(argv[0], argv, env)
 

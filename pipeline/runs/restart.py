@@ -51,6 +51,21 @@ def keys_to_rerun(states: Mapping[str, str], n_branches: int, stuck: bool) -> li
     return [k for k in keys if states.get(k) in RESTARTABLE_TASK_STATES]
 
 
+def restart_refusal(run: Mapping, keys: list[str], stuck: bool) -> str | None:
+    """Why ``run`` cannot be restarted now (one line), or None when it can.
+
+    ``keys``: what :func:`keys_to_rerun` chose; ``stuck``: :func:`is_stuck` of the run.
+    The run pages ask this to decide whether to show the Restart button.
+    """
+    run_id, state = run.get("id"), run.get("state", "")
+    if state in ACTIVE_RUN_STATES and not stuck:
+        return (f"run {run_id} is {state.lower()}: wait for it (python cli.py wait {run_id}) "
+                f"or cancel it (python cli.py cancel {run_id}) before restarting")
+    if not keys and not stuck:
+        return f"every task of run {run_id} succeeded: nothing to restart"
+    return None
+
+
 def restart_run(ledger: Ledger, run_id: str, stuck_after: float, now: float | None = None) -> Restarted:
     """Reset the tasks that must run again and send their canvas; raise RestartRefused if not allowed.
 
@@ -63,15 +78,11 @@ def restart_run(ledger: Ledger, run_id: str, stuck_after: float, now: float | No
     now = time.time() if now is None else now
     state = run.get("state", "")
     stuck = is_stuck(run, stuck_after, now)
-    if state in ACTIVE_RUN_STATES and not stuck:
-        raise RestartRefused(
-            f"run {run_id} is {state.lower()}: wait for it (python cli.py wait {run_id}) "
-            f"or cancel it (python cli.py cancel {run_id}) before restarting"
-        )
     n_branches = len(run["params"]["alphas"])
     keys = keys_to_rerun(ledger.task_states(run_id), n_branches, stuck)
-    if not keys and not stuck:
-        raise RestartRefused(f"every task of run {run_id} succeeded: nothing to restart")
+    refusal = restart_refusal(run, keys, stuck)
+    if refusal:
+        raise RestartRefused(refusal)
     canvas = build_canvas(run_id, n_branches, run.get("queue") or DEFAULT_QUEUE, keys, app=app) if keys else None
     ids = freeze_ids(canvas) if canvas is not None else {}
     if set(ids) != set(keys):

@@ -1,4 +1,4 @@
-"""Flower, the web view of the workers and tasks: its command line and links into it."""
+"""Flower, the web view of the workers and tasks (and our run pages): its command line and links into it."""
 from __future__ import annotations
 
 import sys
@@ -14,8 +14,8 @@ TASK_COLUMNS = "name,uuid,state,kwargs,received,started,runtime,worker"
 
 
 def flower_argv(settings: Settings, port: int = FLOWER_PORT, address: str = "127.0.0.1") -> list[str]:
-    """``celery flower`` against this project's app, with basic auth when configured."""
-    argv = [sys.executable, "-m", "celery", "-A", "pipeline.celery_app", "flower",
+    """Flower with the run pages (:mod:`pipeline.web.server`), with basic auth when configured."""
+    argv = [sys.executable, "-m", "pipeline.web.server",
             f"--port={port}", f"--address={address}", "--purge_offline_workers=60",
             f"--tasks_columns={TASK_COLUMNS}"]
     if settings.flower_basic_auth:
@@ -36,3 +36,8 @@ def where_to_look(settings: Settings, run_id: str) -> str:
 def api_tasks_url(settings: Settings, run_id: str) -> str:
     """Flower's API listing of one run's tasks."""
     return f"{settings.flower_url}/api/tasks?search={quote(run_search(run_id))}"
+
+
+def is_loopback(address: str) -> bool:
+    """True for an address only this machine can reach."""
+    return address in ("127.0.0.1", "::1", "localhost") or address.startswith("127.")

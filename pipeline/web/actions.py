@@ -1,0 +1,50 @@
+"""``POST /runs/<run_id>/restart`` and ``/cancel``: the CLI's ``restart`` and ``cancel``, from a button.
+
+They call :func:`pipeline.runs.restart.restart_run` and
+:func:`pipeline.runs.cancel.cancel_run`, the functions the CLI calls, behind basic auth
+and the ``_xsrf`` token; with no ``FLOWER_BASIC_AUTH`` they are refused (read-only).
+The outcome, or the refusal in the CLI's words, shows on the run's page.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from pipeline.web.base import PipelineHandler, ledger, settings
+from pipeline.web.runs import NOTICE_COOKIE
+
+
+def restart(run_id: str) -> str:
+    """Restart ``run_id`` as ``python cli.py restart RUN_ID --no-wait`` does; the line to show."""
+    from pipeline.runs.restart import restart_run
+
+    done = restart_run(ledger(), run_id, settings().stuck_after)
+    why = "stuck run" if done.stuck else "failed tasks"
+    return f"run {run_id} restarted ({why}): {len(done.keys)} task(s) run again"
+
+
+def cancel(run_id: str) -> str:
+    """Cancel ``run_id`` as ``python cli.py cancel RUN_ID`` does; the line to show."""
+    from pipeline.runs.cancel import cancel_run
+
+    done = cancel_run(ledger(), run_id)
+    return f"run {run_id} cancelled: {len(done.stopped)} task(s) stopped; Restart runs them again"
+
+
+ACTIONS: dict[str, Callable[[str], str]] = {"restart": restart, "cancel": cancel}
+
+
+class RunAction(PipelineHandler):
+    """``POST /runs/<run_id>/(restart|cancel)``, then back to the run's page (303)."""
+
+    async def post(self, run_id: str, action: str) -> None:
+        from pipeline.runs.cancel import CancelRefused
+        from pipeline.runs.restart import RestartRefused
+
+        self.require_actions()
+        run_id = self.run_id_arg(run_id)
+        try:
+            message = await self.off_loop(ACTIONS[action], run_id)
+        except (RestartRefused, CancelRefused) as exc:
+            message = f"error: {exc}"
+        self.set_secure_cookie(NOTICE_COOKIE, message, expires_days=None)
+        self.redirect(f"/runs/{run_id}", status=303)

@@ -1,0 +1,22 @@
+"""The URL table of the run pages, added to Flower's (see :mod:`pipeline.web.server`)."""
+from __future__ import annotations
+
+from tornado.web import StaticFileHandler, url
+
+from pipeline.web import actions, runs
+
+RUN_ID = r"([^/]+)"
+"""A run id in a path: anything up to the next slash, then checked as the CLI checks it."""
+
+
+def routes(static_dir: str) -> list:
+    """Our handlers, in match order."""
+    return [
+        url(r"/runs/?", runs.RunsPage, name="pipeline-runs"),
+        url(rf"/runs/{RUN_ID}/(restart|cancel)", actions.RunAction),
+        url(rf"/runs/{RUN_ID}(?:/(live))?", runs.RunPage, name="pipeline-run"),
+        url(r"/api/runs/?", runs.RunsApi),
+        url(rf"/api/runs/{RUN_ID}/logs", runs.RunLogsApi),
+        url(rf"/api/runs/{RUN_ID}", runs.RunApi),
+        url(r"/pipeline-static/(.*)", StaticFileHandler, {"path": static_dir}, name="pipeline-static"),
+    ]

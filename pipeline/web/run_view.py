@@ -1,0 +1,90 @@
+"""Everything one run's page shows, read from the run record in one place.
+
+The page and ``GET /api/runs/<run_id>`` share :func:`status_of`, which builds the
+document with :func:`pipeline.ledger.status.status_document`, the builder of
+``status --json``; the page adds the schematic, results, logs and which actions apply.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.definition import flow
+from pipeline.ledger import logs as logview
+from pipeline.ledger.records import Ledger
+from pipeline.ledger.status import ACTIVE_RUN_STATES, is_stuck, n_branches, status_document
+from pipeline.web import schematic
+
+LOG_TAIL = 500
+"""Log lines a run page shows (the newest); the JSON and ``logs`` give every line."""
+
+
+@dataclass
+class RunView:
+    """One run's page: the status document and what the page derives from it."""
+
+    doc: dict[str, Any]
+    schematic: schematic.Schematic
+    alphas: dict[str, str]
+    results: dict[str, float]
+    logs: list[dict[str, Any]]
+    log_total: int
+    log_task: str | None
+    restart_refusal: str | None
+
+    @property
+    def finished(self) -> bool:
+        return self.doc["state"] not in ACTIVE_RUN_STATES
+
+    @property
+    def cancellable(self) -> bool:
+        return self.doc["state"] in ACTIVE_RUN_STATES
+
+
+def status_of(ledger: Ledger, run_id: str, stuck_after: float, now: float | None = None) -> dict[str, Any] | None:
+    """The ``status --json`` document of ``run_id``, or None when there is no such run."""
+    run = ledger.get_run(run_id)
+    if run is None:
+        return None
+    rows = ledger.tasks(run_id, flow.task_keys(n_branches(run)))
+    return status_document(run, rows, stuck_after, now)
+
+
+def check_task(doc: dict[str, Any], task: str | None) -> str | None:
+    """``task`` if it is a key of this run (None stays None); ValueError naming it otherwise."""
+    if task is not None:
+        flow.parse_key(task, len((doc.get("params") or {}).get("alphas") or []))
+    return task
+
+
+def run_view(ledger: Ledger, run_id: str, stuck_after: float, task: str | None = None) -> RunView | None:
+    """Read everything the page of ``run_id`` shows; None when there is no such run."""
+    from pipeline.runs.restart import keys_to_rerun, restart_refusal
+    from pipeline.runs.submit import run_results
+
+    now = time.time()
+    run = ledger.get_run(run_id)
+    if run is None:
+        return None
+    rows = ledger.tasks(run_id, flow.task_keys(n_branches(run)))
+    doc = status_document(run, rows, stuck_after, now)
+    check_task(doc, task)
+    tail: deque = deque(maxlen=LOG_TAIL)
+    total = 0
+    for line in logview.read_all(ledger, run_id, task=task):
+        tail.append(line)
+        total += 1
+    stuck = is_stuck(run, stuck_after, now)
+    keys = keys_to_rerun({row["key"]: row["state"] for row in rows}, n_branches(run), stuck)
+    return RunView(
+        doc=doc,
+        schematic=schematic.build(doc),
+        alphas=schematic.alphas_by_key(doc),
+        results=run_results(ledger, run_id),
+        logs=list(tail),
+        log_total=total,
+        log_task=task,
+        restart_refusal=restart_refusal(run, keys, stuck),
+    )

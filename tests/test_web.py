@@ -1,0 +1,195 @@
+"""The run pages served by ``python cli.py flower``: a real Flower process, Redis and worker.
+
+The JSON under /api/runs must be the CLI's --json documents; the pages must show the run
+record (not Flower's memory of events), escape what stages print, check run ids as the
+CLI does, and accept actions only as authenticated POSTs carrying the _xsrf token.
+"""
+from __future__ import annotations
+
+import base64
+import http.cookiejar
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from conftest import FLOWER_AUTH, pipeline_env, poll, run_cli, start_flower, stop_process
+from pipeline.definition import flow
+from test_sweep_integration import ledger_for
+
+
+class Browser:
+    """A tiny HTTP client with cookies and basic auth, that does not follow redirects."""
+
+    def __init__(self, base: str, auth: str | None = FLOWER_AUTH) -> None:
+        self.base = base
+        self.auth = auth
+        self.jar = http.cookiejar.CookieJar()
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), NoRedirect)
+
+    def request(self, path: str, data: dict | None = None, auth: str | None = "default"):
+        """(status, headers, body text); HTTP errors are returned, not raised."""
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        request = urllib.request.Request(self.base + path, data=body)
+        auth = self.auth if auth == "default" else auth
+        if auth:
+            request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+        try:
+            with self.opener.open(request, timeout=30) as response:
+                return response.status, response.headers, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers, exc.read().decode()
+
+    def get(self, path: str, **kwargs):
+        return self.request(path, **kwargs)
+
+    def json(self, path: str):
+        status, _headers, body = self.get(path)
+        assert status == 200, body
+        return json.loads(body)
+
+    def xsrf(self, path: str) -> str:
+        """The _xsrf token of the form on ``path`` (the page also sets the cookie)."""
+        status, _headers, body = self.get(path)
+        assert status == 200, body
+        return re.search(r'name="_xsrf" value="([^"]+)"', body).group(1)
+
+
+@pytest.fixture
+def web(clean_redis, worker, tmp_path):
+    """Flower with the run pages, behind basic auth, against the test Redis and worker."""
+    proc, base, env = start_flower(clean_redis.url, tmp_path / "flower.log",
+                                   PIPELINE_ARTIFACTS=str(tmp_path / "art"))
+    yield Browser(base), env
+    stop_process(proc)
+
+
+def failed_run(env: dict, alphas=("1.0", "0.1")) -> str:
+    """A sweep whose every train_model attempt fails (--fail-rate 1): Failed, evaluates and cleanups blocked."""
+    result = run_cli("sweep", "--alphas", *alphas, "--fail-rate", "1", "--json", env=env)
+    assert result.returncode == 1, result.stderr
+    return json.loads(result.stdout)["run_id"]
+
+
+def cli_json(env: dict, *args: str):
+    result = run_cli(*args, "--json", env=env)
+    assert result.returncode in (0, 1), result.stderr
+    return json.loads(result.stdout)
+
+
+def test_json_api_is_the_cli_documents_and_pages_show_the_failure(web):
+    browser, env = web
+    run_id = failed_run(env)
+    other = cli_json(env, "run", "--alpha", "0.5")["run_id"]
+
+    assert browser.json(f"/api/runs/{run_id}") == cli_json(env, "status", run_id)
+    assert browser.json("/api/runs") == cli_json(env, "runs")
+    assert [d["run_id"] for d in browser.json("/api/runs?state=Failed")] == [run_id]
+    assert [d["run_id"] for d in browser.json("/api/runs?limit=1")] == [other]
+    assert [d["run_id"] for d in browser.json("/api/runs?limit=1&offset=1")] == [run_id]
+    assert browser.json(f"/api/runs/{run_id}/logs") == cli_json(env, "logs", run_id)
+    assert browser.json(f"/api/runs/{run_id}/logs?task=download_dataset") == cli_json(
+        env, "logs", run_id, "--task", "download_dataset")
+
+    status, _headers, page = browser.get("/runs")
+    assert status == 200 and f'href="/runs/{run_id}"' in page and f'href="/runs/{other}"' in page
+    status, headers, page = browser.get(f"/runs/{run_id}")
+    assert status == 200 and headers["X-Run-State"] == "Failed"
+    failed = re.findall(r'class="sc-node state-Failed"[^>]*data-key="([^"]+)"', page)
+    blocked = re.findall(r'class="sc-node state-TriggerFailed"[^>]*data-key="([^"]+)"', page)
+    assert sorted(failed) == ["train_model[0]", "train_model[1]"]
+    cleanups = [flow.cleanup_key(j) for j in range(flow.n_cleanups(2))]
+    assert sorted(blocked) == sorted(["evaluate_model[0]", "evaluate_model[1]", *cleanups])
+    assert "InjectedFailure: injected failure (fail rate 1.0)" in page
+    assert 'id="restart-button"' in page and 'id="cancel-button"' not in page
+    assert "download_dataset begin" in page  # the logs section
+
+    status, _headers, page = browser.get(f"/runs/{other}")
+    assert 'id="restart-button"' not in page  # every task succeeded: nothing to restart
+    assert "<td>0.5</td>" in page  # the results table, alpha -> R^2
+
+    status, _headers, workers = browser.get("/workers")
+    assert status == 200 and 'href="/runs"' in workers  # one click away from Flower's own pages
+
+
+def test_run_ids_are_checked_as_the_cli_does_and_auth_is_required(web):
+    browser, env = web
+    for path in ("/runs/bad%20id", "/api/runs/bad%20id", "/runs/" + "x" * 65, "/api/runs/a.b/logs"):
+        status, _headers, body = browser.get(path)
+        assert status == 400 and "invalid run id" in body, (path, body)
+    status, _headers, body = browser.get("/api/runs/20000101T000000Z-abcdef")
+    assert status == 404 and "no run" in body
+    status, _headers, body = browser.get("/api/runs?state=Bogus")
+    assert status == 400 and "Bogus" in body
+    for path in ("/runs", "/api/runs", "/api/runs/20000101T000000Z-abcdef"):
+        assert browser.get(path, auth=None)[0] == 401
+        assert browser.get(path, auth="ops:wrong")[0] == 401
+
+
+def test_what_stages_print_is_shown_as_text(web, clean_redis):
+    browser, env = web
+    run_id = failed_run(env)
+    book = ledger_for(clean_redis.url)
+    book.append_log(run_id, "download_dataset", "<script>alert('stage')</script> & <b>bold</b>")
+    status, _headers, page = browser.get(f"/runs/{run_id}")
+    assert status == 200
+    assert "&lt;script&gt;alert(&#x27;stage&#x27;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in page
+    assert "<script>alert" not in page and "<b>bold" not in page
+    status, _headers, live = browser.get(f"/runs/{run_id}/live")
+    assert "&lt;script&gt;alert" in live and "<script>alert" not in live
+
+
+def test_restart_and_cancel_are_authenticated_posts_with_the_xsrf_token(web, clean_redis):
+    browser, env = web
+    run_id = failed_run(env)
+    token = browser.xsrf(f"/runs/{run_id}")
+
+    assert browser.request(f"/runs/{run_id}/restart", data={})[0] == 403  # no token
+    assert browser.request(f"/runs/{run_id}/restart", data={"_xsrf": token}, auth=None)[0] == 401
+    assert browser.get(f"/runs/{run_id}/restart")[0] == 405
+    assert browser.json(f"/api/runs/{run_id}")["state"] == "Failed"  # none of these restarted it
+
+    ledger_for(clean_redis.url).update_run(run_id, params={**browser.json(f"/api/runs/{run_id}")["params"],
+                                                          "fail_rate": 0.0})
+    status, headers, _body = browser.request(f"/runs/{run_id}/restart", data={"_xsrf": token})
+    assert status == 303 and headers["Location"] == f"/runs/{run_id}"
+    poll(lambda: browser.json(f"/api/runs/{run_id}")["state"] == "Success", "the restarted run's Success", 60)
+    status, _headers, page = browser.get(f"/runs/{run_id}")
+    assert f"run {run_id} restarted (failed tasks): 9 task(s) run again" in page
+
+    status, _headers, _body = browser.request(f"/runs/{run_id}/restart", data={"_xsrf": token})
+    _status, _headers, page = browser.get(f"/runs/{run_id}")
+    assert "error: every task of run" in page  # the CLI's refusal, on the page
+
+    slow = cli_json(env, "run", "--alpha", "0.5", "--sleep", "20", "--no-wait")["run_id"]
+    poll(lambda: browser.json(f"/api/runs/{slow}")["state"] == "Running", "the slow run Running", 30)
+    assert 'id="cancel-button"' in browser.get(f"/runs/{slow}")[2]
+    status, _headers, _body = browser.request(f"/runs/{slow}/cancel", data={"_xsrf": token})
+    assert status == 303
+    assert browser.json(f"/api/runs/{slow}")["state"] == "Cancelled"
+
+
+def test_without_basic_auth_pages_are_read_only_and_local(clean_redis, worker, tmp_path):
+    env = pipeline_env(clean_redis.url, PIPELINE_ARTIFACTS=str(tmp_path / "art"))
+    refused = run_cli("flower", "--address", "0.0.0.0", "--port", "1", env=env)
+    assert refused.returncode == 2 and "FLOWER_BASIC_AUTH" in refused.stderr
+    run_id = failed_run(env)
+    proc, base, _env = start_flower(clean_redis.url, tmp_path / "flower.log", auth=None)
+    try:
+        browser = Browser(base, auth=None)
+        status, _headers, page = browser.get(f"/runs/{run_id}")
+        assert status == 200 and "read-only" in page and 'id="restart-button"' not in page
+        token = re.search(r"_xsrf=([^;]+)", "; ".join(f"{c.name}={c.value}" for c in browser.jar)).group(1)
+        status, _headers, body = browser.request(f"/runs/{run_id}/restart", data={"_xsrf": token})
+        assert status == 403 and "read-only" in body
+        assert browser.json(f"/api/runs/{run_id}")["state"] == "Failed"
+    finally:
+        stop_process(proc)
