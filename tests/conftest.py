@@ -172,11 +172,16 @@ class Worker:
         return self.log.read_text(errors="replace")
 
 
+WORKER_COMMAND = (sys.executable, CLI, "worker")
+"""The project's worker command; ``celery -A pipeline worker`` is ``(sys.executable, "-m", "celery", ...)``."""
+
+
 def start_worker(url: str, log: Path, *args: str, env: dict[str, str] | None = None,
-                 ready_timeout: float = 60, cwd: Path | None = None) -> Worker:
-    """Start a worker with the project's command (in ``cwd``, default the repo); return once it is ready."""
+                 ready_timeout: float = 60, cwd: Path | None = None,
+                 command: tuple[str, ...] = WORKER_COMMAND) -> Worker:
+    """Start a worker with ``command`` (default the project's, in ``cwd``, default the repo); return once it is ready."""
     handle = open(log, "wb")
-    proc = subprocess.Popen([sys.executable, CLI, "worker", *args], cwd=cwd or ROOT, env=env or pipeline_env(url),
+    proc = subprocess.Popen([*command, *args], cwd=cwd or ROOT, env=env or pipeline_env(url),
                             stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
     worker = Worker(proc, log)
     deadline = time.time() + ready_timeout

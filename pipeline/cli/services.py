@@ -8,7 +8,7 @@ from pipeline.cli.common import VariadicOptions, connect_or_exit, fail, warn_if_
 from pipeline.settings import get_settings
 
 
-@click.command()
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--label", "labels", multiple=True, help="Consume this label's queue (repeatable).")
 @click.option("--concurrency", type=int, default=None, help="Worker slots (default: number of CPUs).")
 @click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork", show_default=True)
@@ -18,9 +18,16 @@ from pipeline.settings import get_settings
 @click.option("--log-tasks", is_flag=True,
               help="Also log Celery's 'received' and 'succeeded' line for every task (off: they cost "
                    "about 10 % of a sweep of small tasks; status, logs and Flower show every task).")
-def worker(labels: tuple[str, ...], concurrency: int | None, pool: str, loglevel: str, without_mingle: bool,
-           log_tasks: bool) -> None:
-    """Start a worker consuming the given labels' queues (the default queue without --label)."""
+@click.pass_context
+def worker(ctx: click.Context, labels: tuple[str, ...], concurrency: int | None, pool: str, loglevel: str,
+           without_mingle: bool, log_tasks: bool) -> None:
+    """Start a worker consuming the given labels' queues (the default queue without --label).
+
+    \b
+    Any other option goes to `celery worker` as it is, after ours (so it wins), e.g.
+      python cli.py worker --hostname gpu1@%h --max-tasks-per-child 50 --autoscale 8,2
+    (see `celery worker --help`; an option Celery does not know exits with code 2).
+    """
     for label in labels:
         validation.check_label(label)
     if concurrency is not None and concurrency < 1:
@@ -30,7 +37,8 @@ def worker(labels: tuple[str, ...], concurrency: int | None, pool: str, loglevel
         fail("CELERY_BROKER_URL is not set: point it at your Redis (the embedded stack starts its own worker)")
     from pipeline.worker.start import run_worker
 
-    run_worker(labels, concurrency, pool, loglevel, mingle=not without_mingle, log_tasks=log_tasks)
+    run_worker(labels, concurrency, pool, loglevel, mingle=not without_mingle, log_tasks=log_tasks,
+               celery_options=ctx.args)
 
 
 @click.command()

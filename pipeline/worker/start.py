@@ -28,11 +28,13 @@ def quiet_task_lines() -> None:
 
 
 def worker_argv(labels: Sequence[str], concurrency: int | None, pool: str, loglevel: str = "INFO",
-                mingle: bool = True) -> list[str]:
+                mingle: bool = True, celery_options: Sequence[str] = ()) -> list[str]:
     """Arguments for ``celery worker``: the labels' queues (default queue without labels).
 
     ``mingle=False`` skips Celery's start-up sync with other workers, which waits a full
     second for replies: pointless for a worker that is alone (the embedded stack's).
+    ``celery_options``: further ``celery worker`` options, passed as they are after ours, so
+    one given twice (``-Q``, ``--hostname``) takes the caller's value; Celery checks them.
     """
     queues = list(dict.fromkeys(labels)) or [DEFAULT_QUEUE]
     name = f"{'+'.join(queues)}.{os.getpid()}@%h"
@@ -41,14 +43,15 @@ def worker_argv(labels: Sequence[str], concurrency: int | None, pool: str, logle
         argv += ["--concurrency", str(concurrency)]
     if not mingle:
         argv.append("--without-mingle")
-    return argv
+    return argv + list(celery_options)
 
 
 def run_worker(labels: Sequence[str], concurrency: int | None, pool: str, loglevel: str = "INFO",
-               mingle: bool = True, log_tasks: bool = False) -> None:
-    """Run a worker in this process until it is stopped (``log_tasks``: keep Celery's per-task lines)."""
+               mingle: bool = True, log_tasks: bool = False, celery_options: Sequence[str] = ()) -> None:
+    """Run a worker in this process until it is stopped (``log_tasks``: keep Celery's per-task lines;
+    ``celery_options``: see :func:`worker_argv`)."""
     import pipeline.worker.tasks  # noqa: F401  (registers the stage tasks before the worker starts)
 
     if not log_tasks:
         quiet_task_lines()
-    app.worker_main(worker_argv(labels, concurrency, pool, loglevel, mingle))
+    app.worker_main(worker_argv(labels, concurrency, pool, loglevel, mingle, celery_options))
