@@ -56,7 +56,7 @@ def test_cancel_a_running_sweep_then_restart_it_to_success(cli_env, clean_redis)
     # which trains had ended depends on timing; their evaluations and the cleanups had not
     assert {flow.evaluate_key(0), flow.cleanup_key(0)} <= set(stopped)
     assert f"{len(stopped)} tasks stopped" in cancelled.stdout
-    assert all(rows[k]["state"] == "Failed" and rows[k]["error"] == "cancelled" for k in stopped)
+    assert all(rows[k]["state"] == "Cancelled" and rows[k]["error"] == "cancelled" for k in stopped)
     assert not [k for k, r in rows.items() if r["state"] in UNFINISHED]
     attempts_before = {k: r["attempts"] for k, r in rows.items()}
 
@@ -100,7 +100,7 @@ def test_cancel_terminates_a_running_task_on_a_prefork_worker(clean_redis, tmp_p
         assert client.llen("pf") == 0 and client.hlen("unacked") == 0  # terminated, not requeued
         assert ledger.get_run(run_id)["state"] == "Cancelled"
         row = ledger.tasks(run_id, [flow.DOWNLOAD])[0]
-        assert (row["state"], row["error"], row["attempts"]) == ("Failed", "cancelled", 1)
+        assert (row["state"], row["error"], row["attempts"]) == ("Cancelled", "cancelled", 1)
         assert not any(f["line"] == "download_dataset end" for _, f in ledger.read_logs(run_id))
     finally:
         stop_process(worker.proc)

@@ -96,7 +96,7 @@ def test_reset_reruns_only_failed_tasks_and_recounts(ledger):
     assert ledger.reset_tasks(RUN, "Failed", run["updated"], {})[0] == "changed"
 
 
-def test_cancel_marks_unfinished_tasks_failed_and_restart_clears_it(ledger):
+def test_cancel_marks_unfinished_tasks_cancelled_and_restart_clears_it(ledger):
     run_through(ledger, "download_dataset")
     assert ledger.begin_task(RUN, "preprocess_dataset", task_id="id-preprocess_dataset").verdict == "run"
     verdict, stopped = ledger.cancel_run(RUN)
@@ -106,7 +106,7 @@ def test_cancel_marks_unfinished_tasks_failed_and_restart_clears_it(ledger):
     run = ledger.get_run(RUN)
     assert run["state"] == "Cancelled" and run["cancelled"] == "1" and run["remaining"] == "0"
     rows = ledger.tasks(RUN, KEYS)
-    assert all(r["state"] == "Failed" and r["error"] == "cancelled" for r in rows[1:])
+    assert all(r["state"] == "Cancelled" and r["error"] == "cancelled" for r in rows[1:])
     assert ledger.begin_task(RUN, "train_model[0]", task_id="id-train_model[0]").verdict == "cancelled"
     # the running body ends later: ignored
     assert ledger.finish_task(RUN, "preprocess_dataset", "Success", output=["a", "b"],

@@ -57,7 +57,7 @@ def test_timeline_bars_are_positioned_by_start_and_end():
     assert bars[1] == "train_model[0]    |" + " " * 10 + ">" * 10 + "|"
     assert bars[2] == "evaluate_model[0] |" + " " * 20 + "|"
     text = status_text(doc, NOW + 10, columns=80)
-    assert "train_model[0]     Running  1" in text
+    assert "train_model[0]     1.0    Running  1" in text
     assert timeline(doc["tasks"], NOW, NOW + 10, 60)[1] in text
 
 

@@ -16,6 +16,9 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_STUCK = 3
 """``sweep``/``run``/``wait``/``restart``: the run waited on is flagged stuck (it is left as it is)."""
 
+EXIT_TIMEOUT = 124
+"""``wait --timeout S``: the run had not ended after S seconds (it goes on); as timeout(1)."""
+
 
 class VariadicOptions(click.Command):
     """A command whose ``--alphas`` takes every word up to the next ``--option``.
@@ -59,19 +62,18 @@ def connect_or_exit(settings):
         fail(str(exc))
 
 
-def wait_and_report(conn, run_id: str, as_json: bool) -> None:
-    """Wait for ``run_id`` with a progress bar, print its results, exit 0/1 (130 on Ctrl-C)."""
-    from pipeline.cli.report import print_json, progress_bar, results_table, run_document
+def wait_and_report(conn, run_id: str, as_json: bool, timeout: float | None = None) -> None:
+    """Wait for ``run_id`` with a progress bar, print its results and what went wrong, exit
+    0/1 (130 on Ctrl-C; 3 when the run is stuck; 124 when ``timeout`` seconds passed first)."""
+    from pipeline.cli.report import print_json, progress_bar, report_ended
     from pipeline.runs.stuck import RunLost, RunStuck
-    from pipeline.runs.submit import run_results, wait_for_run
-    from pipeline.artifacts.store import run_location
-    from pipeline.ledger.values import RunState
+    from pipeline.runs.submit import wait_for_run
     from pipeline.settings import get_settings
 
     try:
         with progress_bar(run_id, enabled=not as_json and sys.stderr.isatty()) as update:
             state = wait_for_run(conn.ledger, run_id, update, on_connection=report_connection,
-                                 stuck_after=get_settings().stuck_after)
+                                 stuck_after=get_settings().stuck_after, timeout=timeout)
     except KeyboardInterrupt:
         click.echo(f"\nstopped waiting; run {run_id} goes on: python cli.py wait {run_id}", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -79,16 +81,14 @@ def wait_and_report(conn, run_id: str, as_json: bool) -> None:
         fail(f"{exc}; left as it is: python cli.py status {run_id} / python cli.py restart {run_id}", EXIT_STUCK)
     except RunLost as exc:
         fail(str(exc), EXIT_FAILED)
-    run = conn.ledger.get_run(run_id)
-    results = run_results(conn.ledger, run_id)
-    artifacts = run_location(run["artifacts"], run_id)
-    if as_json:
-        print_json(run_document(run, results, artifacts))
-    else:
-        click.echo(f"run {run_id}: {state}; artifacts in {artifacts}")
-        if results:
-            click.echo(results_table(results))
-    sys.exit(EXIT_OK if state == RunState.SUCCESS else EXIT_FAILED)
+    if state is None:
+        now = (conn.ledger.get_run(run_id) or {}).get("state")
+        click.echo(f"run {run_id} has not ended after {timeout:g} s ({now}); it goes on: "
+                   f"python cli.py wait {run_id}", err=True)
+        if as_json:
+            print_json({"run_id": run_id, "state": now, "timed_out": True})
+        sys.exit(EXIT_TIMEOUT)
+    sys.exit(EXIT_OK if report_ended(conn.ledger, run_id, state, as_json) else EXIT_FAILED)
 
 
 def report_connection(error: Exception | None) -> None:

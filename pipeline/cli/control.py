@@ -5,6 +5,7 @@ import click
 
 from pipeline import validation
 from pipeline.cli.common import connect_or_exit, existing_run, fail, wait_and_report
+from pipeline.cli.report import plural
 from pipeline.settings import get_settings
 
 
@@ -13,7 +14,7 @@ from pipeline.settings import get_settings
 @click.option("--no-wait", is_flag=True, help="Print the run id and return at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 def restart(run_id: str, no_wait: bool, as_json: bool) -> None:
-    """Run a run's Failed and TriggerFailed tasks again (every unfinished one if it is stuck).
+    """Run a run's Failed, TriggerFailed and Cancelled tasks again (every unfinished one if stuck).
 
     Same run id; succeeded tasks do not run again, the others read their inputs from the
     run's record. Refused while the run is running or when every task succeeded.
@@ -38,7 +39,7 @@ def restart(run_id: str, no_wait: bool, as_json: bool) -> None:
         return
     if not as_json:
         why = "stuck run" if done.stuck else "failed tasks"
-        click.echo(f"run {run_id} restarted ({why}): {len(done.keys)} tasks run again", err=True)
+        click.echo(f"run {run_id} restarted ({why}): {plural(len(done.keys), 'task')} run again", err=True)
     wait_and_report(conn, run_id, as_json)
 
 
@@ -59,5 +60,5 @@ def cancel(run_id: str) -> None:
         done = cancel_run(conn.ledger, run_id)
     except CancelRefused as exc:
         fail(str(exc))
-    click.echo(f"run {run_id} cancelled: {len(done.stopped)} tasks stopped; "
+    click.echo(f"run {run_id} cancelled: {plural(len(done.stopped), 'task')} stopped; "
                f"python cli.py restart {run_id} runs them again")

@@ -10,6 +10,7 @@ import os
 import sys
 
 import click
+from click.exceptions import NoArgsIsHelpError
 
 from pipeline.cli import control, inspection, services, submit
 from pipeline.cli.common import EXIT_INTERRUPTED, EXIT_OK, fail
@@ -35,11 +36,14 @@ for command in (
 
 
 def main(argv: list[str] | None = None, prog_name: str = "cli.py") -> int:
-    """Run the CLI; bad input of any kind ends in one line and exit code 2."""
+    """Run the CLI; bad input of any kind ends in one line and exit code 2; no command: the help."""
     try:
         cli.main(args=argv, standalone_mode=False, prog_name=prog_name)
     except BadInput as exc:
         fail(str(exc))
+    except NoArgsIsHelpError as exc:  # no command at all: the help, as --help prints it
+        click.echo(exc.ctx.get_help())
+        return EXIT_OK
     except click.UsageError as exc:
         fail(exc.format_message())
     except click.ClickException as exc:

@@ -25,7 +25,8 @@ def run_options(func):
                           "(default: $PIPELINE_ARTIFACTS or ./artifacts)."),
         click.option("--no-wait", is_flag=True, help="Print the run id and return at once."),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table."),
-        click.option("--local", is_flag=True, help="Run everything in this process, no broker (debug path)."),
+        click.option("--local", is_flag=True,
+                     help="Run everything in this process, no broker and no record (debug path)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -74,17 +75,7 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
         sleep=sleep, retries=retries, retry_delay=retry_delay, fail_rate=fail_rate, label=label,
     )
     if local:
-        from pipeline.runs.local import run_local
-        from pipeline.cli.report import print_json, results_table
-
-        run_id = new_run_id()
-        results = run_local(request, run_id)
-        directory = run_location(request.artifacts_root, run_id)
-        if as_json:
-            print_json({"run_id": run_id, "state": RunState.SUCCESS, "artifacts": directory, "results": results})
-        else:
-            click.echo(f"run {run_id} (local): {RunState.SUCCESS}, artifacts in {directory}")
-            click.echo(results_table(results))
+        run_here(request, new_run_id(), as_json)
         return
     from pipeline.runs.submit import submit_run
 
@@ -106,12 +97,55 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
     wait_and_report(conn, submitted.run_id, as_json)
 
 
+def run_here(request, run_id: str, as_json: bool) -> None:
+    """``--local``: run the flow in this process, print its results (or the failed stage), exit 0/1.
+
+    Says on stderr that the run is not recorded (:data:`pipeline.runs.local.NOT_RECORDED`)."""
+    import sys
+
+    from pipeline.artifacts.store import run_location
+    from pipeline.cli.common import EXIT_FAILED
+    from pipeline.cli.report import print_json, results_table
+    from pipeline.ledger.values import RunState
+    from pipeline.runs.local import NOT_RECORDED, LocalStageFailed, run_local
+
+    directory = run_location(request.artifacts_root, run_id)
+    try:
+        results, failed = run_local(request, run_id), None
+    except LocalStageFailed as exc:
+        results, failed = {}, exc
+    state = RunState.SUCCESS if failed is None else RunState.FAILED
+    if as_json:
+        print_json({"run_id": run_id, "state": state, "artifacts": directory, "results": results, "recorded": False,
+                    "failed": [] if failed is None else [{"key": failed.key, "alpha": failed.alpha,
+                                                          "error": failed.error}],
+                    "blocked": 0 if failed is None else failed.not_run})
+    else:
+        click.echo(f"run {run_id} (local): {state}; artifacts in {directory}")
+        if failed is None:
+            click.echo(results_table(results))
+        else:
+            alpha = f" (alpha {failed.alpha})" if failed.alpha is not None else ""
+            click.echo(f"{failed.key}{alpha} failed: {failed.error}; {failed.not_run} later tasks did not run")
+    click.echo(NOT_RECORDED, err=True)
+    if failed is not None:
+        sys.exit(EXIT_FAILED)
+
+
 @click.command()
 @click.argument("run_id")
+@click.option("--timeout", type=float, default=None,
+              help="Give up waiting after this many seconds: exit code 124, the run goes on.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
-def wait(run_id: str, as_json: bool) -> None:
-    """Wait for a run submitted earlier with --no-wait, then print its results."""
+def wait(run_id: str, timeout: float | None, as_json: bool) -> None:
+    """Wait for a run submitted earlier with --no-wait, then print its results.
+
+    Exit code 0 when it succeeded, 1 when it failed or was cancelled, 124 when --timeout
+    passed first, 130 on Ctrl-C (the run goes on in both cases).
+    """
     validation.check_run_id_input(run_id)
+    if timeout is not None:
+        validation.check_seconds("timeout", timeout)
     conn = connect_or_exit(get_settings())
     existing_run(conn, run_id)
-    wait_and_report(conn, run_id, as_json)
+    wait_and_report(conn, run_id, as_json, timeout=timeout)

@@ -10,10 +10,10 @@ from datetime import datetime
 from typing import Any, Sequence
 
 from pipeline.ledger.status import format_seconds
-from pipeline.ledger.values import TaskState
+from pipeline.ledger.values import RunState, TaskState
 
 BAR_CHARS = {TaskState.SUCCESS: "=", TaskState.FAILED: "!", TaskState.RUNNING: ">", TaskState.RETRYING: "~",
-             TaskState.UNFINISHED: "?"}
+             TaskState.CANCELLED: "x", TaskState.UNFINISHED: "?"}
 """Character a task's bar is drawn with, by state (anything else: ``#``); ``Unfinished``: an
 earlier attempt that recorded no end (its process died), drawn up to the next attempt."""
 
@@ -88,6 +88,15 @@ def bar_width(key_width: int, columns: int | None = None) -> int:
     return max(MIN_BAR_WIDTH, min(MAX_BAR_WIDTH, columns - key_width - 3))
 
 
+def score_text(task: dict[str, Any]) -> str | None:
+    """An evaluation's R^2 for a table (:func:`~pipeline.cli.report.format_score`); None for other tasks."""
+    from pipeline.cli.report import format_score
+
+    output = task.get("output")
+    score = output.get("score") if isinstance(output, dict) else None
+    return None if score is None else format_score(score)
+
+
 def status_text(doc: dict[str, Any], now: float, columns: int | None = None) -> str:
     """What ``status RUN_ID`` prints: the run, its task table and its timeline."""
     version = f"v{doc['version']}" if doc["version"] else "v?"
@@ -99,8 +108,9 @@ def status_text(doc: dict[str, Any], now: float, columns: int | None = None) -> 
         "",
     ]
     tasks = doc["tasks"]
-    header = ("task", "state", "attempts", "duration")
-    rows = [(t["key"], t["state"], t["attempts"], format_seconds(t["duration"])) for t in tasks]
+    header = ("task", "alpha", "state", "attempts", "duration", "R^2")
+    rows = [(t["key"], t.get("alpha"), t["state"], t["attempts"], format_seconds(t["duration"]), score_text(t))
+            for t in tasks]
     if any(t["error"] for t in tasks):
         header += ("error",)
         rows = [row + (t["error"] or "",) for row, t in zip(rows, tasks)]
@@ -114,7 +124,21 @@ def status_text(doc: dict[str, Any], now: float, columns: int | None = None) -> 
         lines += ["", "timeline (from the run's start)", f"{'':<{key_width}}  {scale}"]
         lines += timeline(tasks, begin, finish, width)
         lines.append(f"{'':<{key_width}}  " + "  ".join(f"{c} {s}" for s, c in BAR_CHARS.items()))
-    return "\n".join(lines)
+    return "\n".join(lines + next_steps(doc))
+
+
+def next_steps(doc: dict[str, Any]) -> list[str]:
+    """After a failed or cancelled run's status: what failed, and the commands to look and resume."""
+    if doc["state"] not in (RunState.FAILED, RunState.CANCELLED) and not doc.get("stuck"):
+        return []
+    run_id, failed = doc["run_id"], doc.get("failed") or []
+    counts = [f"{len(failed)} failed", f"{doc.get('blocked', 0)} blocked (TriggerFailed)",
+              f"{doc.get('cancelled', 0)} cancelled"]
+    lines = ["", f"{doc['state'] if not doc.get('stuck') else 'stuck'}: " + ", ".join(counts)]
+    if failed:
+        lines.append(f"its output and traceback: python cli.py logs {run_id} --task '{failed[0]['key']}'")
+    lines.append(f"run what did not succeed again: python cli.py restart {run_id}")
+    return lines
 
 
 def flows_table(versions: list[dict[str, Any]]) -> str:

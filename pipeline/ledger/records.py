@@ -238,7 +238,7 @@ class Ledger:
         return "ok", int(reply[1]), reply[2]
 
     def cancel_run(self, run_id: str) -> tuple[str, list[tuple[str, str, str]]]:
-        """Cancel the run atomically: every unfinished task Failed (error ``cancelled``), run Cancelled.
+        """Cancel the run atomically: every unfinished task Cancelled (error ``cancelled``), run Cancelled.
 
         Returns ``(verdict, tasks)``: verdict ``cancelled`` with ``(key, state before, Celery
         id)`` of each task it stopped; ``missing``; or ``finished`` (nothing changed).

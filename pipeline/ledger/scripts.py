@@ -17,7 +17,7 @@ local function touch_ttl(ttl)
   for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
 end
 local function terminal(s)
-  return s == 'Success' or s == 'Failed' or s == 'TriggerFailed'
+  return s == 'Success' or s == 'Failed' or s == 'TriggerFailed' or s == 'Cancelled'
 end
 -- A message is stale when the run records another Celery id for its task key: a restart
 -- re-sent that task, so the old message (a leftover of a cancelled or stuck canvas) may
@@ -210,8 +210,8 @@ return {'ok', tostring(remaining), state}
 
 CANCEL = _COMMON + """
 -- ARGV: ttl, now, ref_prefix.
--- Unless the run has ended: set cancelled=1, mark every task not yet ended Failed with
--- error 'cancelled' (so a restart runs it again) and end the run (Cancelled).
+-- Unless the run has ended: set cancelled=1, mark every task not yet ended Cancelled
+-- (error 'cancelled'; a restart runs it again) and end the run (Cancelled).
 -- Returns {'cancelled', key, state before, Celery id or '', ...}, {'missing'} or
 -- {'finished', run state}.
 local ttl, now, ref_prefix = ARGV[1], ARGV[2], ARGV[3]
@@ -226,7 +226,7 @@ local all = redis.call('HGETALL', KEYS[2])
 for i = 1, #all, 2 do
   local key, st = all[i], all[i + 1]
   if not terminal(st) then
-    redis.call('HSET', KEYS[2], key, 'Failed')
+    redis.call('HSET', KEYS[2], key, 'Cancelled')
     redis.call('HSET', KEYS[5], key, now)
     redis.call('HSET', KEYS[7], key, 'cancelled')
     out[#out + 1] = key

@@ -10,6 +10,8 @@ import time
 from typing import Any
 
 from pipeline.artifacts.store import run_location
+from pipeline.definition import flow
+from pipeline.definition.naming import alpha_name
 from pipeline.ledger.values import ACTIVE_RUN_STATES, TaskState, iso
 
 
@@ -21,8 +23,7 @@ def _float(value: Any) -> float | None:
 
 def n_branches(run: dict[str, Any]) -> int:
     """How many alphas (branches) the run has, from its parameters."""
-    params = run.get("params")
-    return len(params.get("alphas") or []) if isinstance(params, dict) else 0
+    return len(run_alphas(run))
 
 
 def stuck_threshold(run: dict[str, Any], stuck_after: float) -> float:
@@ -105,10 +106,52 @@ def run_summary(run: dict[str, Any], stuck_after: float, now: float | None = Non
     }
 
 
-def task_document(row: dict[str, Any], now: float | None = None) -> dict[str, Any]:
-    """One task row of :meth:`Ledger.tasks` as ``status --json`` shows it."""
+def branch_alpha(key: str, alphas: list) -> str | None:
+    """The alpha (as in results: ``str(float(alpha))``) of a branch task ``train_model[i]`` or
+    ``evaluate_model[i]``; None for the other tasks and for keys not of this run."""
+    try:
+        stage, index = flow.parse_key(key, len(alphas))
+    except ValueError:
+        return None
+    return alpha_name(alphas[index]) if stage in (flow.TRAIN, flow.EVALUATE) else None
+
+
+def last_line(text: str | None) -> str | None:
+    """The last non-blank line of an error (a traceback's is the exception), or None."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
+def failure_summary(rows: list[dict[str, Any]], alphas: list) -> dict[str, Any]:
+    """What went wrong in a run, from its task rows: ``failed`` (each Failed task's ``key``,
+    ``alpha`` and the last line of its ``error``, in flow order), ``blocked`` (how many
+    tasks are TriggerFailed: they never ran because an upstream task failed) and
+    ``cancelled`` (how many tasks ``cancel`` stopped).
+
+    The one place this is decided: ``status --json``, ``sweep``/``wait`` (text and
+    ``--json``) and the web pages all show what this returns.
+    """
+    failed = [{"key": row["key"], "alpha": branch_alpha(row["key"], alphas), "error": last_line(row.get("error"))}
+              for row in rows if row["state"] == TaskState.FAILED]
+    return {
+        "failed": failed,
+        "blocked": sum(1 for row in rows if row["state"] == TaskState.TRIGGER_FAILED),
+        "cancelled": sum(1 for row in rows if row["state"] == TaskState.CANCELLED),
+    }
+
+
+def run_alphas(run: dict[str, Any]) -> list:
+    """The run's alphas from its parameters (``[None]``: the linear run; ``[]`` if unknown)."""
+    params = run.get("params")
+    return list(params.get("alphas") or []) if isinstance(params, dict) else []
+
+
+def task_document(row: dict[str, Any], now: float | None = None, alphas: list | None = None) -> dict[str, Any]:
+    """One task row of :meth:`Ledger.tasks` as ``status --json`` shows it (``alpha``: see
+    :func:`branch_alpha`; ``alphas`` are the run's)."""
     return {
         "key": row["key"],
+        "alpha": branch_alpha(row["key"], alphas or []),
         "state": row["state"],
         "attempts": row["attempts"],
         "started": iso(row["started"]),
@@ -126,16 +169,19 @@ def task_document(row: dict[str, Any], now: float | None = None) -> dict[str, An
 
 def status_document(run: dict[str, Any], rows: list[dict[str, Any]], stuck_after: float,
                     now: float | None = None) -> dict[str, Any]:
-    """The object ``status --json`` prints: the run's summary, parameters and every task."""
+    """The object ``status --json`` prints: the run's summary, parameters, every task, and
+    what went wrong (:func:`failure_summary`)."""
     doc = run_summary(run, stuck_after, now)
     root = run.get("artifacts")
+    alphas = run_alphas(run)
     doc.update(
         {
             "params": run.get("params"),
             "queue": run.get("queue") or None,
             "scheduled_start": iso(run.get("scheduled_start")),
             "artifacts": run_location(root, run["id"]) if root else None,
-            "tasks": [task_document(row, now) for row in rows],
+            "tasks": [task_document(row, now, alphas) for row in rows],
+            **failure_summary(rows, alphas),
         }
     )
     return doc

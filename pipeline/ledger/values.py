@@ -18,6 +18,8 @@ class TaskState(StrEnum):
     SUCCESS = "Success"
     FAILED = "Failed"
     TRIGGER_FAILED = "TriggerFailed"
+    CANCELLED = "Cancelled"
+    """Stopped by ``cancel`` before it ended; a restart runs it again."""
     UNFINISHED = "Unfinished"
     """Only in a task's history: an earlier attempt that recorded no end (its process died)."""
 
@@ -38,7 +40,8 @@ TASK_STATES = tuple(s for s in TaskState if s is not TaskState.UNFINISHED)
 RUN_STATES = tuple(RunState)
 """Every state a run can be in."""
 
-TERMINAL_TASK_STATES = frozenset({TaskState.SUCCESS, TaskState.FAILED, TaskState.TRIGGER_FAILED})
+TERMINAL_TASK_STATES = frozenset({TaskState.SUCCESS, TaskState.FAILED, TaskState.TRIGGER_FAILED,
+                                  TaskState.CANCELLED})
 """Task states that end a task until a restart."""
 
 FINISHED_RUN_STATES = frozenset({RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED})

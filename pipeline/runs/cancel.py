@@ -2,8 +2,8 @@
 
 Three layers, each enough on its own for what it covers:
 
-1. The ledger (one Lua script): ``cancelled=1``, every task not yet ended becomes Failed
-   with error ``cancelled`` (so ``restart`` runs it again), and the run ends Cancelled.
+1. The ledger (one Lua script): ``cancelled=1``, every task not yet ended becomes
+   Cancelled (so ``restart`` runs it again), and the run ends Cancelled.
    From then on a task message of the run does nothing (``begin_task`` answers
    ``cancelled``, or ``stale`` once a restart has re-sent the task), and whatever a
    still-running body reports at its end is ignored. The old canvas drains or is

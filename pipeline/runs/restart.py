@@ -24,7 +24,7 @@ from pipeline.ledger.status import is_stuck
 from pipeline.ledger.values import ACTIVE_RUN_STATES, TaskState
 
 
-RESTARTABLE_TASK_STATES = (TaskState.FAILED, TaskState.TRIGGER_FAILED)
+RESTARTABLE_TASK_STATES = (TaskState.FAILED, TaskState.TRIGGER_FAILED, TaskState.CANCELLED)
 """Task states a restart runs again (a stuck run: every state but Success)."""
 
 
@@ -43,8 +43,8 @@ class Restarted:
 
 
 def keys_to_rerun(states: Mapping[str, str], n_branches: int, stuck: bool) -> list[str]:
-    """Task keys a restart sends again, in flow order: Failed and TriggerFailed ones
-    (for a stuck run, every task not Success)."""
+    """Task keys a restart sends again, in flow order: Failed, TriggerFailed and Cancelled
+    ones (for a stuck run, every task not Success)."""
     keys = flow.task_keys(n_branches)
     if stuck:
         return [k for k in keys if states.get(k, TaskState.PENDING) != TaskState.SUCCESS]
@@ -69,7 +69,7 @@ def restart_refusal(run: Mapping, keys: list[str], stuck: bool) -> str | None:
 def restart_run(ledger: Ledger, run_id: str, stuck_after: float, now: float | None = None) -> Restarted:
     """Reset the tasks that must run again and send their canvas; raise RestartRefused if not allowed.
 
-    Allowed when a task is Failed or TriggerFailed (the run has ended) or the run is
+    Allowed when a task is Failed, TriggerFailed or Cancelled (the run has ended) or the run is
     stuck; refused while the run is running, or when every task succeeded.
     """
     run = ledger.get_run(run_id)

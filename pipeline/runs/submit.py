@@ -142,8 +142,10 @@ def wait_for_run(
     poll: float = 0.05,
     on_connection: Callable[[Exception | None], None] | None = None,
     stuck_after: float | None = None,
-) -> str:
-    """Block until the run has finished; return its end state. Reads only the run record.
+    timeout: float | None = None,
+) -> str | None:
+    """Block until the run has finished; return its end state (None when ``timeout`` seconds
+    passed first). Reads only the run record.
 
     Raises :class:`~pipeline.runs.stuck.RunLost` when the record is gone (Redis lost its
     data) and, with ``stuck_after`` (``PIPELINE_STUCK_AFTER``), checked every
@@ -160,7 +162,10 @@ def wait_for_run(
     last = -1
     lost = False
     next_check = 0.0
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
         try:
             state, done, total = ledger.progress(run_id)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -182,6 +187,8 @@ def wait_for_run(
         if stuck_after is not None and time.monotonic() >= next_check:
             next_check = time.monotonic() + STUCK_CHECK_EVERY
             check_not_stuck(ledger, run_id, stuck_after)
+        if deadline is not None:
+            poll = max(0.01, min(poll, deadline - time.monotonic()))
         try:
             ledger.wait_signal(run_id, poll)  # wakes at once when the task ending the run signals
         except (redis.ConnectionError, redis.TimeoutError):

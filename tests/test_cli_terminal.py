@@ -1,0 +1,51 @@
+"""The terminal's smaller promises: help with no command, ``wait --timeout``, ``runs``
+filters, a ``--local`` run that fails, and its plain word about not being recorded.
+
+Against a real redis-server (the CLI only reads the record: no worker needed for these).
+"""
+from __future__ import annotations
+
+import json
+
+from conftest import pipeline_env, recorded_run, run_cli
+
+
+def test_no_command_prints_the_help_and_exits_0(tmp_path):
+    result = run_cli(env=pipeline_env("redis://127.0.0.1:1/0"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: cli.py [OPTIONS] COMMAND")
+    assert "sweep" in result.stdout and result.stderr == ""
+
+
+def test_wait_timeout_exits_124_and_the_run_goes_on(clean_redis):
+    book = recorded_run(clean_redis.url, "never-ends")  # recorded, never sent: it cannot end
+    result = run_cli("wait", "never-ends", "--timeout", "0.5", env=pipeline_env(clean_redis.url))
+    assert result.returncode == 124, result.stderr
+    assert "run never-ends has not ended after 0.5 s (Pending)" in result.stderr
+    assert "python cli.py wait never-ends" in result.stderr
+    assert book.get_run("never-ends")["state"] == "Pending"
+    as_json = run_cli("wait", "never-ends", "--timeout", "0", "--json", env=pipeline_env(clean_redis.url))
+    assert as_json.returncode == 124
+    assert json.loads(as_json.stdout) == {"run_id": "never-ends", "state": "Pending", "timed_out": True}
+
+
+def test_wait_timeout_refuses_a_negative_value(clean_redis):
+    recorded_run(clean_redis.url, "r1")
+    result = run_cli("wait", "r1", "--timeout", "-1", env=pipeline_env(clean_redis.url))
+    assert result.returncode == 2 and "timeout -1.0" in result.stderr
+
+
+def test_a_failing_local_run_names_the_task_and_says_it_is_not_recorded(tmp_path):
+    env = pipeline_env("redis://127.0.0.1:1/0")  # unreachable: --local must not need it
+    result = run_cli("sweep", "--local", "--alphas", "1.0", "0.1", "--fail-rate", "1", "--json",
+                     "--artifacts", str(tmp_path / "a"), env=env)
+    assert result.returncode == 1, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["state"] == "Failed" and doc["recorded"] is False and doc["results"] == {}
+    assert doc["failed"] == [{"key": "train_model[0]", "alpha": "1.0",
+                              "error": "InjectedFailure: injected failure (fail rate 1.0)"}]
+    assert doc["blocked"] == 8  # of 11 tasks: download, preprocess ran; train_model[0] failed
+    assert "not recorded" in result.stderr
+    text = run_cli("run", "--local", "--artifacts", str(tmp_path / "a"), env=env)
+    assert text.returncode == 0, text.stderr
+    assert ": Success; artifacts in " in text.stdout and "not recorded" in text.stderr
