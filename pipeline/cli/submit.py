@@ -67,7 +67,6 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
     root = validation.check_artifacts_root(artifacts or settings.artifacts_root, settings.artifacts_allowed)
     conn = None if local else connect_or_exit(settings)  # before the heavier imports: fast errors
     from pipeline.runs.submit import RunRequest, new_run_id
-    from pipeline.artifacts.store import run_location
     from pipeline.ledger.values import RunState
 
     request = RunRequest(
