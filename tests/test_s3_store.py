@@ -142,7 +142,7 @@ def test_write_read_list_remove(root, moto):
     with run_dir.atomic("a.csv") as tmp:
         np.savetxt(tmp, data, delimiter=",")
     with run_dir.atomic("b.txt") as tmp:
-        tmp.write_text("b")
+        tmp.write(b"b")
     with run_dir.reader("a.csv") as handle:
         assert np.array_equal(np.loadtxt(handle, delimiter=","), data)
     assert run_dir.listing() == ["a.csv", "b.txt"]
@@ -159,9 +159,9 @@ def test_failed_write_leaves_no_file_or_object(root, moto):
     run_dir = RunDir(root, "r1").ensure()
     with pytest.raises(RuntimeError):
         with run_dir.atomic("x.csv") as tmp:
-            tmp.write_text("half a file")
+            tmp.write(b"half a file")
             raise RuntimeError("killed mid-write")
-    assert not tmp.exists()
+    assert not Path(tmp.path).exists()
     assert run_dir.listing() == []
     assert stored(root, moto) == []
 
@@ -173,7 +173,7 @@ def test_names_outside_the_run_are_refused(root, moto, name):
         run_dir.resolve(name)
     with pytest.raises(UnsafePathError):
         with run_dir.atomic(name) as tmp:
-            tmp.write_text("escaped")
+            tmp.write(b"escaped")
     with pytest.raises(UnsafePathError):
         run_dir.remove(name)
     with pytest.raises(UnsafePathError):
@@ -397,3 +397,38 @@ def test_scheduled_run_goes_to_the_workers_object_store_root(clean_redis, moto, 
     run_id = sent.get(timeout=120)["run_id"]
     assert_tick_run_in_bucket(clean_redis, moto, f"s3://{TICKS_BUCKET}/ticks", run_id, tmp_path)
     assert_no_local_traces(hosts, tmp_path)
+
+
+# -- verified artifacts, on a local path and on S3 ---------------------------------------
+
+def test_damaged_or_missing_files_fail_their_reader_naming_the_file_and_its_writer(root, moto):
+    from pipeline.artifacts.integrity import ArtifactDamaged, ArtifactMissing, MemoryFileBook
+
+    book = MemoryFileBook()
+    writer = RunDir(root, "r1").ensure().tracked(book, "preprocess_dataset")
+    reader = RunDir(root, "r1").tracked(book, "train_model[0]")
+    data = np.arange(20.0).reshape(10, 2)
+    with writer.atomic("train.csv") as tmp:
+        np.savetxt(tmp, data, delimiter=",")
+    recorded = book.expected("train.csv")
+    assert recorded.task == "preprocess_dataset" and recorded.size == len(stored_bytes(root, "train.csv"))
+    with reader.reader("train.csv") as handle:
+        assert np.array_equal(np.loadtxt(handle, delimiter=","), data)
+
+    unrecorded = RunDir(root, "r1")  # no book: writes are not recorded, so this one damages the file
+    for damage in (stored_bytes(root, "train.csv")[:40], b"x" * len(stored_bytes(root, "train.csv"))):
+        with unrecorded.atomic("train.csv") as tmp:
+            tmp.write(damage)
+        with pytest.raises(ArtifactDamaged, match=r"file train\.csv of run r1 \(written by preprocess_dataset\) "
+                                                   r"is damaged.*restart r1 --from preprocess_dataset"):
+            with reader.reader("train.csv") as handle:
+                np.loadtxt(handle, delimiter=",")
+    unrecorded.remove("train.csv")
+    with pytest.raises(ArtifactMissing, match=r"file train\.csv of run r1 \(written by preprocess_dataset\) is missing"):
+        with reader.reader("train.csv"):
+            pass
+
+
+def stored_bytes(root: str, name: str) -> bytes:
+    with RunDir(root, "r1").reader(name) as handle:
+        return handle.read()

@@ -84,7 +84,7 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     run_dir = RunDir(tmp_path, "r5")
     with pytest.raises(RuntimeError):
         with run_dir.atomic("x.csv") as tmp:
-            tmp.write_text("half")
+            tmp.write(b"half")
             raise RuntimeError("killed")
     assert run_dir.listing() == []
     assert list((tmp_path / ".tmp").iterdir()) == []

@@ -29,7 +29,7 @@ def test_writer_killed_inside_atomic_leaves_a_temp_file_that_discard_removes(tmp
         "import sys, time\n"
         "from pipeline.artifacts.rundir import RunDir\n"
         f"with RunDir({str(tmp_path)!r}, 'r1').atomic('dataset.csv') as tmp:\n"
-        "    tmp.write_text('1,2\\n3,')\n"
+        "    tmp.write(b'1,2\\n3,'); tmp.flush()\n"
         "    print('writing', flush=True)\n"
         "    time.sleep(60)\n"
     )

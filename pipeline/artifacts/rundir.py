@@ -1,16 +1,19 @@
-"""Run directories: confinement of file names to a run, atomic writes, on any store.
+"""Run directories: confinement of file names to a run, atomic and verified files, on any store.
 
-:class:`RunDir` is what stages see. It checks every name, then hands the work to the
-store of the artifacts root (:mod:`pipeline.artifacts.store`): a local directory or an fsspec URL.
+:class:`RunDir` is what stages see. It checks every name, hashes what is written and read
+(:mod:`pipeline.artifacts.integrity`), and hands the storage to the store of the artifacts
+root (:mod:`pipeline.artifacts.store`): a local directory or an fsspec URL.
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
-from contextlib import AbstractContextManager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
+from pipeline.artifacts.integrity import FileBook, HashingWriter, VerifiedRead, damaged, missing
 from pipeline.artifacts.store import TMP_DIR_NAME, open_store  # noqa: F401  (TMP_DIR_NAME re-exported)
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -32,8 +35,14 @@ class RunDir:
     """The files of one run, ``<root>/<run id>/<name>``, where root is a path or a URL.
 
     Names are plain file names: anything that could leave the run's directory or prefix
-    (``..``, separators, NUL) is refused with :class:`UnsafePathError`.
+    (``..``, separators, NUL) is refused with :class:`UnsafePathError`. With a
+    :class:`~pipeline.artifacts.integrity.FileBook` (see :meth:`tracked`), every file
+    written is recorded there (size, sha256, writing task) and every file read is checked
+    against its record.
     """
+
+    book: FileBook | None = None
+    task: str = ""
 
     def __init__(self, root: str | os.PathLike[str], run_id: str) -> None:
         self.run_id = check_run_id(run_id)
@@ -67,20 +76,62 @@ class RunDir:
             raise UnsafePathError(f"file name {name!r} points outside run {self.run_id}")
         return location
 
-    def atomic(self, name: str) -> AbstractContextManager[Path]:
-        """Yield a local temp path to write ``name`` to; it becomes ``name`` only on success.
+    def tracked(self, book: FileBook, task: str) -> "RunDir":
+        """This run directory for task ``task``: its writes recorded in ``book``, its reads checked."""
+        view = copy.copy(self)
+        view.book, view.task = book, task
+        return view
 
-        Local: the temp file lives in ``<root>/.tmp`` and is renamed into place. Remote: it
-        lives in the system temp dir and is uploaded whole. On an exception the temp file
-        is removed and ``name`` is left untouched.
+    @contextmanager
+    def atomic(self, name: str) -> Iterator[HashingWriter]:
+        """Yield a binary file to write ``name`` to; it becomes ``name`` only on success.
+
+        Local: the temp file lives in ``<root>/.tmp`` and is renamed into place with the
+        umask's mode. Remote: it lives in the system temp dir and is uploaded whole. On an
+        exception the temp file is removed and ``name`` is left untouched. The bytes are
+        hashed as they are written; the digest goes to the book once ``name`` is in place.
         """
         self.resolve(name)
-        return self.store.atomic(self.run_id, name)
+        with self.store.atomic(self.run_id, name) as tmp:
+            with open(tmp, "wb") as raw:
+                with HashingWriter(raw, tmp) as writer:
+                    yield writer
+            written = writer.digest(self.task)
+        if self.book is not None:
+            self.book.written(name, written)
 
-    def reader(self, name: str) -> AbstractContextManager[BinaryIO]:
-        """Open file ``name`` for reading as a binary file object."""
+    @contextmanager
+    def reader(self, name: str) -> Iterator[BinaryIO]:
+        """Open file ``name`` for reading as a binary file object, verified against its record.
+
+        Once the caller is done (or failed) with it, the rest of the file is read and the
+        size and sha256 compared with what its writer recorded: a difference raises
+        :class:`~pipeline.artifacts.integrity.ArtifactDamaged`, a missing file
+        :class:`~pipeline.artifacts.integrity.ArtifactMissing`, both naming the file and its
+        writer. A file without a record (no book, or written before records existed) is read
+        unchecked.
+        """
         self.resolve(name)
-        return self.store.reader(self.run_id, name)
+        expected = self.book.expected(name) if self.book is not None else None
+        with ExitStack() as stack:
+            try:
+                inner = stack.enter_context(self.store.reader(self.run_id, name))
+            except FileNotFoundError as exc:
+                raise missing(self.run_id, name, expected) from exc
+            if expected is None:
+                yield inner
+                return
+            read = VerifiedRead(inner)
+            try:
+                yield read.handle
+            except Exception as exc:  # garbage often fails the parser first: say what is wrong
+                size, sha = read.finish()
+                if (size, sha) != (expected.size, expected.sha256):
+                    raise damaged(self.run_id, name, expected, size, sha) from exc
+                raise
+            size, sha = read.finish()
+        if (size, sha) != (expected.size, expected.sha256):
+            raise damaged(self.run_id, name, expected, size, sha)
 
     def remove(self, name: str) -> bool:
         """Delete file ``name`` from the run; False if it was already gone."""

@@ -23,6 +23,8 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator, Protocol
 
+from pipeline.artifacts.integrity import file_mode
+
 TMP_DIR_NAME = ".tmp"
 """Folder under a local artifacts root holding files being written; never inside a run dir."""
 
@@ -129,7 +131,8 @@ class LocalStore:
 
     @contextmanager
     def atomic(self, run_id: str, name: str) -> Iterator[Path]:
-        """Yield a temp path in ``<root>/.tmp``; fsync and rename it to ``name`` on success."""
+        """Yield a temp path in ``<root>/.tmp``; fsync it, give it the umask's mode (``mkstemp``
+        makes ``0600``) and rename it to ``name`` on success."""
         final = self.location(run_id, name)
         self.ensure(run_id)
         fd, tmp_name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{run_id}.", suffix=_suffix(name), dir=self.tmp)
@@ -139,6 +142,7 @@ class LocalStore:
             yield tmp
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
+            os.chmod(tmp, file_mode())
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)

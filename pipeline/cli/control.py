@@ -11,13 +11,17 @@ from pipeline.settings import get_settings
 
 @click.command()
 @click.argument("run_id")
+@click.option("--from", "from_key", default=None,
+              help="Also run this task (e.g. 'preprocess_dataset') and everything downstream of it again, "
+                   "even if they succeeded: rewrites their files.")
 @click.option("--no-wait", is_flag=True, help="Print the run id and return at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
-def restart(run_id: str, no_wait: bool, as_json: bool) -> None:
+def restart(run_id: str, from_key: str | None, no_wait: bool, as_json: bool) -> None:
     """Run a run's Failed, TriggerFailed and Cancelled tasks again (every unfinished one if stuck).
 
-    Same run id; succeeded tasks do not run again, the others read their inputs from the
-    run's record. Refused while the run is running or when every task succeeded.
+    Same run id; succeeded tasks do not run again (unless --from names them or a task
+    upstream of them), the others read their inputs from the run's record. Refused while
+    the run is running, or when every task succeeded and --from is not given.
     """
     from pipeline.runs.restart import RestartRefused, restart_run
 
@@ -26,7 +30,7 @@ def restart(run_id: str, no_wait: bool, as_json: bool) -> None:
     conn = connect_or_exit(settings)
     existing_run(conn, run_id)
     try:
-        done = restart_run(conn.ledger, run_id, settings.stuck_after)
+        done = restart_run(conn.ledger, run_id, settings.stuck_after, from_key=from_key)
     except RestartRefused as exc:
         fail(str(exc))
     if no_wait:
@@ -38,7 +42,7 @@ def restart(run_id: str, no_wait: bool, as_json: bool) -> None:
             click.echo(run_id)
         return
     if not as_json:
-        why = "stuck run" if done.stuck else "failed tasks"
+        why = f"from {from_key}" if from_key else "stuck run" if done.stuck else "failed tasks"
         click.echo(f"run {run_id} restarted ({why}): {plural(len(done.keys), 'task')} run again", err=True)
     wait_and_report(conn, run_id, as_json)
 

@@ -20,8 +20,8 @@ from pipeline.settings import KEY_PREFIX
 
 
 class RunKeys(NamedTuple):
-    """The Redis keys of one run, in the order the Lua scripts take them as KEYS[1..10]
-    (see :mod:`pipeline.ledger.scripts`). Each but ``run`` and ``logs`` is a hash by task key."""
+    """The Redis keys of one run, in the order the Lua scripts take them as KEYS[1..11]
+    (see :mod:`pipeline.ledger.scripts`). Each but ``run``, ``logs`` and ``files`` is a hash by task key."""
 
     run: str
     """The run's own fields."""
@@ -37,9 +37,11 @@ class RunKeys(NamedTuple):
     """Task key -> Celery id of the message expected to run it now."""
     history: str
     """Task key -> JSON list of the task's earlier attempts."""
+    files: str
+    """Artifact file name -> JSON ``{size, sha256, task}`` as written (scripts only refresh its expiry)."""
 
 
-_SUFFIXES = ("state", "attempts", "started", "ended", "output", "error", "logs", "celery", "history")
+_SUFFIXES = ("state", "attempts", "started", "ended", "output", "error", "logs", "celery", "history", "files")
 """Key suffixes of :class:`RunKeys` after ``run``, in its order (stored names: never change them)."""
 
 
@@ -320,6 +322,24 @@ class Ledger:
             None if params is None else json.loads(params),
             {k: json.loads(v) for k, v in zip(read, outputs) if v is not None},
         )
+
+    # -- artifacts: what each file was when written (see pipeline/artifacts/integrity.py) ---
+    def record_file(self, run_id: str, name: str, digest: dict[str, Any]) -> None:
+        """Record the size, sha256 and writing task of file ``name`` (``digest``) of the run."""
+        key = self.keys(run_id).files
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hset(key, name, json.dumps(digest, sort_keys=True))
+        pipe.expire(key, self.ttl)
+        pipe.execute()
+
+    def file_record(self, run_id: str, name: str) -> dict[str, Any] | None:
+        """What :meth:`record_file` recorded for ``name`` (None: nothing)."""
+        raw = self.r.hget(self.keys(run_id).files, name)
+        return None if raw is None else json.loads(raw)
+
+    def file_records(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """Every recorded file of the run: name -> ``{size, sha256, task}``."""
+        return {name: json.loads(raw) for name, raw in self.r.hgetall(self.keys(run_id).files).items()}
 
     # -- waking a waiter when a run ends ----------------------------------------------
     def done_key(self, run_id: str) -> str:

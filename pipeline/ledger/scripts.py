@@ -3,8 +3,9 @@
 Every per-run script takes the same KEYS, in this order (``RunKeys`` in records.py, so
 Python names them): run hash, task states, attempts, started, ended, outputs, errors,
 logs stream (the last only so that ``touch_ttl`` keeps the logs alive exactly as long as
-the record), KEYS[9], the task key -> Celery task id hash (see ``stale``), and KEYS[10],
-the task key -> earlier attempts hash (see ``keep_attempt``). CREATE takes the first two.
+the record), KEYS[9], the task key -> Celery task id hash (see ``stale``), KEYS[10],
+the task key -> earlier attempts hash (see ``keep_attempt``), and KEYS[11], the artifacts'
+digests (only for ``touch_ttl``). CREATE takes the first two.
 State names are written here as text; they are the values of ``TaskState`` and
 ``RunState`` (values.py), which a test checks.
 """
@@ -186,7 +187,9 @@ if run[1] ~= ARGV[4] or (run[2] or '') ~= ARGV[5] then return {'changed'} end
 for i = 6, #ARGV - 1, 2 do
   local key, id = ARGV[i], ARGV[i + 1]
   local st = redis.call('HGET', KEYS[2], key)
-  if st and st ~= 'Success' then
+  -- Success ones too (restart --from): the caller chose the keys from the states it read,
+  -- and the `updated` check above says none of them changed since
+  if st then
     keep_attempt(key, st)
     redis.call('HSET', KEYS[2], key, 'Pending')
     for k = 5, 7 do redis.call('HDEL', KEYS[k], key) end

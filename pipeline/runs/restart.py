@@ -42,13 +42,17 @@ class Restarted:
     state: str
 
 
-def keys_to_rerun(states: Mapping[str, str], n_branches: int, stuck: bool) -> list[str]:
+def keys_to_rerun(states: Mapping[str, str], n_branches: int, stuck: bool, from_key: str | None = None) -> list[str]:
     """Task keys a restart sends again, in flow order: Failed, TriggerFailed and Cancelled
-    ones (for a stuck run, every task not Success)."""
+    ones (for a stuck run, every task not Success), and with ``from_key`` that task and every
+    task downstream of it, whatever their states (ValueError if it is not a key of the run)."""
     keys = flow.task_keys(n_branches)
+    forced = set()
+    if from_key is not None:
+        forced = {from_key, *flow.downstream(from_key, n_branches)}
     if stuck:
-        return [k for k in keys if states.get(k, TaskState.PENDING) != TaskState.SUCCESS]
-    return [k for k in keys if states.get(k) in RESTARTABLE_TASK_STATES]
+        return [k for k in keys if k in forced or states.get(k, TaskState.PENDING) != TaskState.SUCCESS]
+    return [k for k in keys if k in forced or states.get(k) in RESTARTABLE_TASK_STATES]
 
 
 def restart_refusal(run: Mapping, keys: list[str], stuck: bool) -> str | None:
@@ -66,11 +70,14 @@ def restart_refusal(run: Mapping, keys: list[str], stuck: bool) -> str | None:
     return None
 
 
-def restart_run(ledger: Ledger, run_id: str, stuck_after: float, now: float | None = None) -> Restarted:
+def restart_run(ledger: Ledger, run_id: str, stuck_after: float, now: float | None = None,
+                from_key: str | None = None) -> Restarted:
     """Reset the tasks that must run again and send their canvas; raise RestartRefused if not allowed.
 
     Allowed when a task is Failed, TriggerFailed or Cancelled (the run has ended) or the run is
-    stuck; refused while the run is running, or when every task succeeded.
+    stuck; refused while the run is running, or when every task succeeded. ``from_key``
+    (``restart --from``) also re-runs that task and everything downstream of it, even if
+    they succeeded: the way to rewrite a damaged upstream file.
     """
     run = ledger.get_run(run_id)
     if run is None:
@@ -79,7 +86,10 @@ def restart_run(ledger: Ledger, run_id: str, stuck_after: float, now: float | No
     state = run.get("state", "")
     stuck = is_stuck(run, stuck_after, now)
     n_branches = len(run["params"]["alphas"])
-    keys = keys_to_rerun(ledger.task_states(run_id), n_branches, stuck)
+    try:
+        keys = keys_to_rerun(ledger.task_states(run_id), n_branches, stuck, from_key)
+    except ValueError as exc:
+        raise RestartRefused(f"--from: {exc} in run {run_id}") from None
     refusal = restart_refusal(run, keys, stuck)
     if refusal:
         raise RestartRefused(refusal)

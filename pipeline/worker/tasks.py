@@ -18,6 +18,7 @@ from celery.exceptions import Reject
 from pipeline.definition import flow
 
 from pipeline.definition import stages
+from pipeline.artifacts.integrity import ArtifactError
 from pipeline.artifacts.rundir import RunDir
 from pipeline.celery_app import app
 from pipeline.ledger.records import Ledger
@@ -25,6 +26,7 @@ from pipeline.ledger.values import TaskState
 from pipeline.worker.logcapture import capture_lines
 from pipeline.redis_conn import shared_client
 from pipeline.settings import get_settings
+from pipeline.worker.taskfiles import LedgerFileBook
 from pipeline.worker.taskstart import start_task
 from pipeline.validation import BadInput, check_artifacts_root
 
@@ -63,8 +65,10 @@ def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     """Run ``body`` for task ``key`` of ``run_id`` with bookkeeping; return its output.
 
     A task already recorded as Success returns its stored output without running again
-    (this covers a redelivery after a crash). Failures retry while retries remain; after
-    that the task is Failed and everything downstream TriggerFailed. Nothing runs for a
+    (this covers a redelivery after a crash). Failures retry while retries remain (a
+    damaged or missing input file fails at once); after that the task is Failed and
+    everything downstream TriggerFailed. The files it writes are recorded in the run
+    record and the files it reads checked against it (:class:`LedgerFileBook`). Nothing runs for a
     cancelled run, nor for a stale message (one the run no longer expects since a restart
     re-sent its task under another Celery id).
 
@@ -94,7 +98,7 @@ def _execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     _, index = flow.parse_key(key, n_branches)
     inputs = start.inputs
     try:
-        run_dir = run_dir_for(start.artifacts, run_id)
+        run_dir = run_dir_for(start.artifacts, run_id).tracked(LedgerFileBook(book, run_id), key)
     except BadInput as exc:  # a record pointing where this worker may not write: never retried
         book.finish_task(run_id, key, TaskState.FAILED, error=str(exc), trigger_failed=flow.downstream(key, n_branches),
                          task_id=task.request.id)
@@ -108,7 +112,7 @@ def _execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         retries = int(params.get("retries", 0))
-        if task.request.retries < retries:
+        if task.request.retries < retries and not isinstance(exc, ArtifactError):  # a damaged file stays damaged
             book.set_retrying(run_id, key, error, task_id=task.request.id)
             raise task.retry(exc=exc, countdown=float(params.get("retry_delay", 0)), max_retries=retries)
         if book.finish_task(run_id, key, TaskState.FAILED, error=error, trigger_failed=flow.downstream(key, n_branches),
