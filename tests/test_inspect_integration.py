@@ -148,7 +148,7 @@ def test_every_key_of_a_run_expires(cli_env, clean_redis):
     keys = list(client.scan_iter(match=f"pipeline:run:{run_id}*"))
     assert {f"pipeline:run:{run_id}{part}" for part in ("", ":state", ":attempts", ":started", ":ended",
                                                         ":output", ":error", ":logs", ":celery",
-                                                        ":history")} == set(keys)
+                                                        ":history", ":files")} == set(keys)
     ttls = {key: client.ttl(key) for key in keys}
     assert all(0 < ttl <= 7 * 24 * 3600 for ttl in ttls.values()), ttls
 
