@@ -46,7 +46,8 @@ def test_run_keys_name_what_is_stored(clean_redis):
     book.finish_task(run, key, TaskState.SUCCESS, output={"file": "x"}, task_id=f"id-{key}")
     client = clean_redis.client()
     names = book.keys(run)
-    layout = ("", ":state", ":attempts", ":started", ":ended", ":output", ":error", ":logs", ":celery", ":history")
+    layout = ("", ":state", ":attempts", ":started", ":ended", ":output", ":error", ":logs", ":celery", ":history",
+              ":files")
     assert list(names) == [f"pipeline:run:{run}{suffix}" for suffix in layout]  # as runs already stored
     assert client.hget(names.outputs, key) == json.dumps({"file": "x"})
     assert client.hget(names.attempts, key) == "1" and client.hget(names.task_ids, key) == f"id-{key}"
