@@ -4,6 +4,8 @@ from __future__ import annotations
 from celery import Celery
 
 from pipeline.settings import DEFAULT_QUEUE, Settings, get_settings
+from pipeline.worker.logcontext import LOG_FORMAT, TASK_LOG_FORMAT
+from pipeline.worker.logcontext import install as install_log_context
 
 
 def celery_config(settings: Settings) -> dict:
@@ -53,6 +55,8 @@ def celery_config(settings: Settings) -> dict:
         "worker_consumer": "pipeline.worker.consumer:BatchedEventsConsumer",
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_hijack_root_logger": True,
+        "worker_log_format": LOG_FORMAT,  # run id and task key on every line (pipeline/worker/logcontext.py)
+        "worker_task_log_format": TASK_LOG_FORMAT,
         "worker_redirect_stdouts": True,
         "enable_utc": True,
         "timezone": "UTC",
@@ -74,6 +78,7 @@ def configure(app: Celery, settings: Settings) -> Celery:
     return app
 
 
+install_log_context()  # before any Celery logging is set up: the format names its fields
 app = configure(Celery("pipeline", include=["pipeline.worker.tasks", "pipeline.schedule.tick_task", "pipeline.runs.fanout"]), get_settings())
 app.steps["worker"].add("pipeline.worker.liveness:WorkerRecordStep")  # the worker's record of its queues
 app.steps["worker"].add("pipeline.worker.redis_checks:PersistenceCheckStep")  # warns if Redis would lose runs

@@ -70,7 +70,8 @@ def test_status_and_runs_after_a_three_alpha_sweep(three):
     assert text.returncode == 0, text.stderr
     assert "timeline" in text.stdout
     for key in flow.task_keys(3):
-        assert re.search(rf"^{re.escape(key)}\s+Success\s+1\s+\d", text.stdout, re.M), key
+        alpha = THREE[int(key[-2])] if key.startswith(("train", "evaluate")) else "-"
+        assert re.search(rf"^{re.escape(key)}\s+{re.escape(alpha)}\s+Success\s+1\s+\d", text.stdout, re.M), key
         assert re.search(rf"^{re.escape(key)}\s+\|[ =]*=[ =]*\|$", text.stdout, re.M), key
     table = run_cli("runs", env=cli_env)
     assert table.returncode == 0 and re.search(rf"^{run_id}\s+v1\s+Success\s", table.stdout, re.M)

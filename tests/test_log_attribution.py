@@ -44,5 +44,9 @@ def test_concurrent_prints_in_one_threads_worker_keep_their_task_key(clean_redis
 
     worker_log = crowd.text()
     for stage, count in ((flow.TRAIN, N_ALPHAS), (flow.EVALUATE, N_ALPHAS), (flow.CLEANUP, N_ALPHAS + 3)):
-        assert worker_log.count(f"] {stage} begin\n") == count, stage
-        assert worker_log.count(f"] {stage} end\n") == count, stage
+        assert worker_log.count(f": {stage} begin\n") == count, stage
+        assert worker_log.count(f": {stage} end\n") == count, stage
+    for key in keys:  # the worker's own log names each line's run and task too, threads or not
+        stage = key.split("[")[0]
+        assert worker_log.count(f"] {run_id} {key}: {stage} begin\n") == 1, key
+        assert worker_log.count(f"] {run_id} {key}: {stage} end\n") == 1, key

@@ -190,9 +190,15 @@ class Ledger:
     # -- logs -------------------------------------------------------------------------
     def append_log(self, run_id: str, key: str, line: str, ts: float | None = None) -> None:
         """Store one printed line of task ``key``."""
+        self.append_log_lines(run_id, key, [line], ts)
+
+    def append_log_lines(self, run_id: str, key: str, lines: Iterable[str], ts: float | None = None) -> None:
+        """Store lines of task ``key`` in one round trip, in order, all at time ``ts`` (default now)."""
         stream = self.keys(run_id).logs
+        stamp = repr(ts or time.time())
         pipe = self.r.pipeline(transaction=False)
-        pipe.xadd(stream, {"t": repr(ts or time.time()), "task": key, "line": line})
+        for line in lines:
+            pipe.xadd(stream, {"t": stamp, "task": key, "line": line})
         pipe.expire(stream, self.ttl)
         pipe.execute()
 

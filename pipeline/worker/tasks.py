@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import traceback
 from datetime import datetime
 from typing import Any, Callable
 
@@ -112,7 +113,10 @@ def _execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         retries = int(params.get("retries", 0))
-        if task.request.retries < retries and not isinstance(exc, ArtifactError):  # a damaged file stays damaged
+        retry = task.request.retries < retries and not isinstance(exc, ArtifactError)  # a damaged file stays damaged
+        book.append_log_lines(run_id, key, failed_attempt_lines(
+            exc, begin.attempts, float(params.get("retry_delay", 0)) if retry else None))
+        if retry:
             book.set_retrying(run_id, key, error, task_id=task.request.id)
             raise task.retry(exc=exc, countdown=float(params.get("retry_delay", 0)), max_retries=retries)
         if book.finish_task(run_id, key, TaskState.FAILED, error=error, trigger_failed=flow.downstream(key, n_branches),
@@ -122,6 +126,14 @@ def _execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     if book.finish_task(run_id, key, TaskState.SUCCESS, output=output, task_id=task.request.id):
         book.signal_finished(run_id)
     return output
+
+
+def failed_attempt_lines(exc: BaseException, attempt: int, retry_in: float | None) -> list[str]:
+    """What a failed attempt adds to the run's log under its task: a line saying which
+    attempt failed (and when the retry comes), then the traceback, one record a line."""
+    then = f", retry in {retry_in:g} s" if retry_in is not None else ""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return [f"attempt {attempt} failed{then}:"] + [line for line in text.splitlines() if line.strip()]
 
 
 def _tick(params: dict) -> datetime | None:
