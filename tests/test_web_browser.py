@@ -1,0 +1,63 @@
+"""The run page in headless Chromium (Playwright driving /usr/bin/chromium): a failed run's
+schematic marks the failed and blocked nodes, Restart is pressed, and the page follows the
+run to Success without a reload. Screenshots of the runs list and the run page go to
+docs/screenshots/ (committed, and looked at)."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import FLOWER_AUTH, ROOT, run_cli
+from test_sweep_integration import ledger_for
+from test_web import cli_json, failed_run, web  # noqa: F401 (web is a fixture)
+
+CHROMIUM = shutil.which("chromium")
+SHOTS = ROOT / "docs" / "screenshots"
+
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in requirements-dev.txt")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_failed_run_page_restart_to_success_in_chromium(web, clean_redis):  # noqa: F811
+    browser_http, env = web
+    cli_json(env, "sweep", "--alphas", "1.0", "0.1", "0.01")
+    run_id = failed_run(env, alphas=("1.0", "0.1", "0.01"))
+    user, password = FLOWER_AUTH.split(":")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        context = chromium.new_context(http_credentials={"username": user, "password": password},
+                                       viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.goto(browser_http.base + "/runs")
+        assert page.locator(f'a[href="/runs/{run_id}"]').count() == 1
+        page.screenshot(path=str(SHOTS / "runs.png"), full_page=True)
+
+        page.goto(browser_http.base + f"/runs/{run_id}")
+        assert page.locator("#run-state").inner_text() == "Failed"
+        failed = page.locator(".schematic .sc-node.state-Failed")
+        blocked = page.locator(".schematic .sc-node.state-TriggerFailed")
+        assert sorted(failed.nth(i).get_attribute("data-key") for i in range(failed.count())) == [
+            "train_model[0]", "train_model[1]", "train_model[2]"]
+        assert blocked.count() == 3 + 6  # each evaluate, and every cleanup
+        assert all(blocked.nth(i).inner_text().endswith("blocked") for i in range(blocked.count()))
+        page.screenshot(path=str(SHOTS / "run_failed.png"), full_page=True)
+
+        # what `restart --fail-rate 0` records; each restarted stage sleeps 1 s so the page sees it run
+        book = ledger_for(clean_redis.url)
+        book.update_run(run_id, params={**book.get_run(run_id)["params"], "fail_rate": 0.0, "sleep": 1.0})
+        page.click("#restart-button")
+        page.wait_for_url(f"**/runs/{run_id}")
+        assert "restarted (failed tasks)" in page.locator("#notice").inner_text()
+        assert page.locator("#run-state").inner_text() in ("Pending", "Running")
+        page.evaluate("window.notReloaded = true")
+        page.locator("#run-state", has_text="Success").wait_for(timeout=90_000)
+        assert page.evaluate("window.notReloaded") is True  # followed live, not by a reload
+        assert page.locator(".schematic .sc-node.state-Failed").count() == 0
+        assert page.locator(".results-table tbody tr").count() == 3
+        page.screenshot(path=str(SHOTS / "run_restarted.png"), full_page=True)
+        chromium.close()
+    assert run_cli("status", run_id, "--json", env=env).returncode == 0
