@@ -43,6 +43,11 @@ def test_exactly_one_beat_and_flower_behind_basic_auth():
     assert SERVICES["flower"]["command"][:3] == ["python", "cli.py", "flower"]
 
 
+def test_every_service_is_restarted_when_its_process_dies():
+    for name, svc in SERVICES.items():
+        assert svc.get("restart") in ("always", "unless-stopped"), f"{name} is not restarted when it dies"
+
+
 def test_every_service_command_is_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     for name, svc in SERVICES.items():

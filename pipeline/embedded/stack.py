@@ -8,11 +8,13 @@ outlive the command; later commands find them through the files in ``settings.st
 - ``redis.pid``, ``worker.pid``, ``supervisor.pid``: ``"<pid> <process create time>"``
 - ``redis.log``, ``worker.log``, ``supervisor.log``
 
-The supervisor (``python -m pipeline.embedded.supervisor supervise STATE_DIR``) stops
-everything after ``idle_exit_seconds`` without :func:`touch`, or when Redis died.
+The supervisor (``python -m pipeline.embedded.supervisor supervise STATE_DIR``) starts
+the worker again when it died (its command is in ``worker.argv``), and stops everything
+after ``idle_exit_seconds`` without :func:`touch`, or when Redis died.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -148,11 +150,30 @@ def _start_redis(state_dir: Path, binary: str) -> int:
                        f"{REDIS_START_TIMEOUT:g} s; see {log}")
 
 
-def _start_worker(state_dir: Path, url: str, worker_argv: list[str]) -> None:
-    """Start the worker detached against ``url`` (not waiting for it to be ready)."""
+def _start_worker(state_dir: Path, url: str, worker_argv: list[str]) -> int:
+    """Start the worker detached against ``url`` (not waiting for it to be ready); return its pid.
+
+    Its command is kept in ``worker.argv`` so the supervisor can start it again.
+    """
+    write_atomic(state_dir / "worker.argv", json.dumps(worker_argv))
     env = {**os.environ, "CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url}
     pid = launch(worker_argv, state_dir / "worker.log", env=env, cwd=PROJECT_ROOT)
     write_pid(state_dir, "worker", pid)
+    return pid
+
+
+def restart_worker(state_dir: Path) -> int | None:
+    """Start the worker again with its recorded command next to the recorded Redis; its pid.
+
+    None when there is nothing to start it with (no port or command recorded). The caller
+    holds the state directory's lock and has checked that the worker is dead.
+    """
+    port = recorded_port(state_dir)
+    try:
+        argv = json.loads((state_dir / "worker.argv").read_text())
+    except (OSError, ValueError):
+        return None
+    return None if port is None else _start_worker(state_dir, _url(port), argv)
 
 
 def _start_supervisor(state_dir: Path, settings: Settings) -> None:
