@@ -1,8 +1,10 @@
 """The schedule, and nothing else: one run of the sweep every minute (``*/1``), like the tutorial's
 ``CronSchedule('*/1 * * * *')``.
 
-``python cli.py beat`` starts Celery beat with :func:`build_schedule` and the tick
-scheduler (``pipeline.schedule.scheduler:TickScheduler``), which adds each send's tick. The
+The app's configuration holds :func:`build_schedule` and the tick scheduler
+(``pipeline.schedule.scheduler:TickScheduler``, which adds each send's tick; see
+:func:`pipeline.schedule.beat.beat_config`), so ``python cli.py beat`` and ``celery -A
+pipeline beat`` run the same beat. The
 ``expires`` option (seconds after the tick) drops a beat message too old to matter;
 the run's own tasks never expire. ``PIPELINE_BEAT_INTERVAL`` (seconds) replaces the
 crontab by an interval on the same kind of grid, for tests; ``PIPELINE_SCHEDULE_LABEL``

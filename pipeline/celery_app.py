@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from pipeline.schedule.beat import beat_config
 from pipeline.settings import DEFAULT_QUEUE, Settings, get_settings
 from pipeline.worker.logcontext import LOG_FORMAT, TASK_LOG_FORMAT
 from pipeline.worker.logcontext import install as install_log_context
@@ -61,6 +62,9 @@ def celery_config(settings: Settings) -> dict:
         "enable_utc": True,
         "timezone": "UTC",
         "broker_channel_error_retry": True,
+        # beat_schedule.py's schedule, the TickScheduler, the state file: plain
+        # `celery -A pipeline beat` runs the beat `python cli.py beat` runs
+        **beat_config(settings),
     }
 
 

@@ -228,11 +228,22 @@ def test_backfill_bad_input_exits_2_with_one_line(clean_redis, tmp_path, args, m
     assert clean_redis.client().keys("pipeline:run*") == []
 
 
-def start_beat(url: str, tmp_path: Path, name: str, state: Path | None = None) -> tuple[subprocess.Popen, Path]:
-    env = pipeline_env(url, PIPELINE_BEAT_INTERVAL="2", PIPELINE_SCHEDULE_LABEL=LABEL,
-                       PIPELINE_STATE_DIR=str(state or tmp_path / f"state-{name}"))
+CLI_BEAT = (sys.executable, CLI, "beat")
+"""The project's beat command."""
+
+CELERY_BEAT = (sys.executable, "-m", "celery", "-A", "pipeline", "beat", "-l", "INFO")
+"""Celery's own beat command: the schedule and the tick scheduler come from the app's configuration."""
+
+
+def beat_env(url: str, state: Path) -> dict[str, str]:
+    return pipeline_env(url, PIPELINE_BEAT_INTERVAL="2", PIPELINE_SCHEDULE_LABEL=LABEL, PIPELINE_STATE_DIR=str(state))
+
+
+def start_beat(url: str, tmp_path: Path, name: str, state: Path | None = None,
+               command: tuple[str, ...] = CLI_BEAT) -> tuple[subprocess.Popen, Path]:
+    env = beat_env(url, state or tmp_path / f"state-{name}")
     log = tmp_path / f"{name}.log"
-    proc = subprocess.Popen([sys.executable, CLI, "beat"], cwd=ROOT, env=env, stdout=open(log, "wb"),
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=open(log, "wb"),
                             stderr=subprocess.STDOUT, start_new_session=True)
     return proc, log
 
@@ -243,6 +254,7 @@ def beat_ticks(log: Path) -> list[str]:
 
 
 def test_beat_processes_create_one_run_per_tick(sched, clean_redis, sched_worker, tmp_path):
+    """``python cli.py beat`` and plain ``celery -A pipeline beat`` side by side: one run per tick."""
     since = len(sched_worker.text())
     beat1, log1 = start_beat(clean_redis.url, tmp_path, "one")
     beat2 = None
@@ -256,14 +268,19 @@ def test_beat_processes_create_one_run_per_tick(sched, clean_redis, sched_worker
 
         refused = run_cli("beat", env=pipeline_env(clean_redis.url, PIPELINE_STATE_DIR=str(tmp_path / "state-one")))
         assert refused.returncode == 2 and "another beat already runs" in refused.stderr
+        refused = subprocess.run(CELERY_BEAT, cwd=ROOT, env=beat_env(clean_redis.url, tmp_path / "state-one"),
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1 and "another beat already runs" in refused.stderr, refused
+        assert "Traceback" not in refused.stderr
 
-        beat2, log2 = start_beat(clean_redis.url, tmp_path, "two")
+        beat2, log2 = start_beat(clean_redis.url, tmp_path, "two", command=CELERY_BEAT)
         common = poll(lambda: len(set(beat_ticks(log1)) & set(beat_ticks(log2))) >= 2 and
                       sorted(set(beat_ticks(log1)) & set(beat_ticks(log2))), timeout=60, what="two shared ticks")
     finally:
         stop_process(beat1)
         if beat2:
             stop_process(beat2)
+    assert list((tmp_path / "state-two").glob("celerybeat-schedule*")), "celery beat's state file is in its state dir"
     sent1 = beat_ticks(log1)
     steps = {(datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds() for a, b in zip(sent1, sent1[1:])}
     assert steps == {2.0}, sent1  # every grid point once, no drift

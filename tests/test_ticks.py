@@ -12,7 +12,7 @@ from celery.schedules import crontab
 import beat_schedule
 from pipeline.schedule import tick_runs
 from pipeline.schedule import ticks
-from pipeline.runs.submit import tick_run_id
+from pipeline.schedule.ticks import tick_run_id
 from pipeline.schedule.scheduler import SCHEDULED_TASK, TickScheduler, entry_tick, every, stamp_options
 from pipeline.settings import Settings
 from pipeline.definition.naming import tick_seed, tick_stamp

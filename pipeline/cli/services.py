@@ -94,10 +94,9 @@ def beat(loglevel: str) -> None:
     settings = get_settings()
     if not settings.broker_url:
         fail("CELERY_BROKER_URL is not set: beat needs the deployment's Redis")
-    import beat_schedule
     from pipeline.schedule.beat import run_beat
 
-    run_beat(beat_schedule.build_schedule(settings), settings, loglevel)
+    run_beat(settings, loglevel)
 
 
 @click.command(cls=VariadicOptions)

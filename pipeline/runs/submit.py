@@ -17,7 +17,7 @@ from pipeline.celery_app import app
 from pipeline.runs.dispatch import send_recorded
 from pipeline.ledger.records import Ledger
 from pipeline.ledger.values import FINISHED_RUN_STATES, RunState
-from pipeline.definition.naming import DEFAULT_N_SAMPLES, alpha_name, tick_stamp
+from pipeline.definition.naming import DEFAULT_N_SAMPLES, alpha_name
 from pipeline.settings import DEFAULT_QUEUE, get_settings
 from pipeline.artifacts.store import normalize_root, run_location
 from pipeline.ledger.claims import claim_submission, release_submission
@@ -75,11 +75,6 @@ def new_run_id(now: datetime | None = None) -> str:
     """A manual run id: ``YYYYMMDDTHHMMSSZ-<6 hex>``."""
     now = now or datetime.now(timezone.utc)
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
-
-
-def tick_run_id(tick: datetime) -> str:
-    """The run id of a scheduled tick: ``tick-YYYYMMDDHHmmss``."""
-    return f"tick-{tick_stamp(tick)}"
 
 
 def submit_run(ledger: Ledger, request: RunRequest, run_id: str | None = None) -> Submitted:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from celery.beat import PersistentScheduler, ScheduleEntry
 from celery.schedules import schedstate, schedule
 
-from pipeline.runs.submit import tick_run_id
-from pipeline.schedule.ticks import MINUTE, floor_tick, iso_tick
+from pipeline.schedule.ticks import MINUTE, floor_tick, iso_tick, tick_run_id
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,17 @@ def stamp_options(options: dict, tick: datetime) -> dict:
 
 class TickScheduler(PersistentScheduler):
     """Beat's persistent scheduler, telling ``pipeline.scheduled_run`` which tick it is for."""
+
+    def setup_schedule(self) -> None:
+        """Hold the state file's beat lock (one beat per state file), then load the schedule as Celery does."""
+        from pipeline.schedule.beat import lock_beat_dir
+        from pipeline.validation import BadInput
+
+        try:
+            lock_beat_dir(Path(self.schedule_filename).parent)
+        except BadInput as exc:
+            raise SystemExit(f"error: {exc}") from None  # one line and exit 1, not beat's traceback
+        super().setup_schedule()
 
     def apply_async(self, entry: ScheduleEntry, producer=None, advance: bool = True, **kwargs):
         """Send ``entry``; for the scheduled-run task, with the tick in kwargs and options."""

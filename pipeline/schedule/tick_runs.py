@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from pipeline.ledger.records import Ledger
-from pipeline.runs.submit import RunRequest, Submitted, ensure_submitted, submit_run, tick_run_id
+from pipeline.runs.submit import RunRequest, Submitted, ensure_submitted, submit_run
 from pipeline.definition.naming import DEFAULT_N_SAMPLES
 from pipeline.ledger.claims import needs_submission
-from pipeline.schedule.ticks import MINUTE, utc
+from pipeline.schedule.ticks import MINUTE, tick_run_id, utc
 from pipeline.validation import check_artifacts_root, check_label, parse_alphas
 
 HEAL_LOOKBACK_TICKS = 10

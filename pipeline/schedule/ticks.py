@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta, timezone
 
+from pipeline.definition.naming import tick_stamp
 from pipeline.validation import BadInput
 
 MINUTE = 60
@@ -61,6 +62,11 @@ def ticks_between(start: datetime, end: datetime, now: datetime, *, step: float 
     if count > limit:
         raise BadInput(f"{count} ticks between {iso_tick(first)} and {iso_tick(last)}: at most {limit} a call")
     return [first + timedelta(seconds=step * i) for i in range(count)]
+
+
+def tick_run_id(tick: datetime) -> str:
+    """The run id of a scheduled tick: ``tick-YYYYMMDDHHmmss``."""
+    return f"tick-{tick_stamp(tick)}"
 
 
 def iso_tick(moment: datetime) -> str:
