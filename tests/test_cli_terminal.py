@@ -49,3 +49,35 @@ def test_a_failing_local_run_names_the_task_and_says_it_is_not_recorded(tmp_path
     text = run_cli("run", "--local", "--artifacts", str(tmp_path / "a"), env=env)
     assert text.returncode == 0, text.stderr
     assert ": Success; artifacts in " in text.stdout and "not recorded" in text.stderr
+
+
+def test_runs_filters_by_state_and_label_newest_first_up_to_limit(clean_redis):
+    import time
+
+    from pipeline.definition import flow
+    from pipeline.ledger.records import Ledger
+    from pipeline.redis_conn import make_client
+
+    book = Ledger(make_client(clean_redis.url), 3600)
+    made = [("r-old-failed-gpu", "Failed", "gpu"), ("r-success-gpu", "Success", "gpu"),
+            ("r-failed-none", "Failed", ""), ("r-new-failed-gpu", "Failed", "gpu")]
+    for run_id, state, label in made:
+        assert book.create_run(run_id, {"id": run_id, "params": {"alphas": [1.0]}, "state": state, "label": label,
+                                        "queue": label or "default", "version": 1}, flow.task_keys(1))
+        time.sleep(0.01)  # the index orders by creation time
+    env = pipeline_env(clean_redis.url)
+
+    def ids(*args: str) -> list[str]:
+        result = run_cli("runs", *args, "--json", env=env)
+        assert result.returncode == 0, result.stderr
+        return [doc["run_id"] for doc in json.loads(result.stdout)]
+
+    assert ids() == ["r-new-failed-gpu", "r-failed-none", "r-success-gpu", "r-old-failed-gpu"]
+    assert ids("--state", "Failed") == ["r-new-failed-gpu", "r-failed-none", "r-old-failed-gpu"]
+    assert ids("--state", "failed", "--label", "gpu") == ["r-new-failed-gpu", "r-old-failed-gpu"]
+    assert ids("--state", "Failed", "--label", "gpu", "--limit", "1") == ["r-new-failed-gpu"]
+    assert ids("--label", "gpu", "--state", "Success") == ["r-success-gpu"]
+    assert ids("--state", "Cancelled") == []
+    assert run_cli("runs", "--state", "Cancelled", env=env).stdout.strip() == "no runs match those filters"
+    bad = run_cli("runs", "--state", "Exploded", env=env)
+    assert bad.returncode == 2 and "unknown state 'Exploded'" in bad.stderr

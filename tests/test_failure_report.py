@@ -130,3 +130,30 @@ def test_status_text_shows_alpha_readable_r2_cancelled_and_next_steps():
     assert table[4].split()[:3] == ["train_model[1]", "1e-05", "Cancelled"]
     assert "Cancelled: 0 failed, 0 blocked (TriggerFailed), 1 cancelled" in text
     assert text.endswith("run what did not succeed again: python cli.py restart r1")
+
+
+def test_restart_overrides_fail_rate_and_retries_for_the_tasks_it_reruns(cli_env, clean_redis):
+    from test_stages import tutorial_score
+
+    ledger = ledger_for(clean_redis.url)
+    failed = run_cli("sweep", "--alphas", "1.0", "0.1", "--fail-rate", "1", "--json", env=cli_env)
+    assert failed.returncode == 1, failed.stderr
+    run_id = json.loads(failed.stdout)["run_id"]
+
+    refused = run_cli("restart", run_id, "--fail-rate", "2", env=cli_env)
+    assert refused.returncode == 2 and "fail rate 2.0 is outside 0..1" in refused.stderr
+    assert ledger.get_run(run_id)["params"]["fail_rate"] == 1.0 and ledger.get_run(run_id)["state"] == "Failed"
+
+    restarted = run_cli("restart", run_id, "--fail-rate", "0", "--retries", "2", "--retry-delay", "0.5",
+                        "--json", env=cli_env)
+    assert restarted.returncode == 0, restarted.stderr
+    doc = json.loads(restarted.stdout)
+    assert doc["state"] == "Success" and (doc["failed"], doc["blocked"]) == ([], 0)
+    assert doc["results"] == {"1.0": tutorial_score(17, 100, 1.0), "0.1": tutorial_score(17, 100, 0.1)}
+    params = ledger.get_run(run_id)["params"]
+    assert (params["fail_rate"], params["retries"], params["retry_delay"]) == (0.0, 2, 0.5)
+    rows = {r["key"]: r for r in ledger.tasks(run_id, flow.task_keys(2))}
+    assert rows["train_model[0]"]["attempts"] == rows["train_model[1]"]["attempts"] == 2
+    assert rows["download_dataset"]["attempts"] == 1
+    status = json.loads(run_cli("status", run_id, "--json", env=cli_env).stdout)
+    assert status["params"]["fail_rate"] == 0.0

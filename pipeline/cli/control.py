@@ -14,37 +14,60 @@ from pipeline.settings import get_settings
 @click.option("--from", "from_key", default=None,
               help="Also run this task (e.g. 'preprocess_dataset') and everything downstream of it again, "
                    "even if they succeeded: rewrites their files.")
+@click.option("--fail-rate", type=float, default=None,
+              help="New probability that a train_model attempt raises, for the tasks run again (recorded in the run).")
+@click.option("--retries", type=int, default=None, help="New retries of a failing stage, for the tasks run again.")
+@click.option("--retry-delay", type=float, default=None, help="New seconds between retries, for the tasks run again.")
 @click.option("--no-wait", is_flag=True, help="Print the run id and return at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
-def restart(run_id: str, from_key: str | None, no_wait: bool, as_json: bool) -> None:
+def restart(run_id: str, from_key: str | None, fail_rate: float | None, retries: int | None,
+            retry_delay: float | None, no_wait: bool, as_json: bool) -> None:
     """Run a run's Failed, TriggerFailed and Cancelled tasks again (every unfinished one if stuck).
 
     Same run id; succeeded tasks do not run again (unless --from names them or a task
     upstream of them), the others read their inputs from the run's record. Refused while
     the run is running, or when every task succeeded and --from is not given.
+    --fail-rate, --retries and --retry-delay replace those parameters in the run's record
+    for the tasks that run again (`status RUN_ID --json` shows them under params).
     """
     from pipeline.runs.restart import RestartRefused, restart_run
 
     validation.check_run_id_input(run_id)
     settings = get_settings()
+    overrides = restart_overrides(fail_rate, retries, retry_delay, settings.visibility_timeout)
     conn = connect_or_exit(settings)
     existing_run(conn, run_id)
     try:
-        done = restart_run(conn.ledger, run_id, settings.stuck_after, from_key=from_key)
+        done = restart_run(conn.ledger, run_id, settings.stuck_after, from_key=from_key, overrides=overrides)
     except RestartRefused as exc:
         fail(str(exc))
     if no_wait:
         if as_json:
             from pipeline.cli.report import print_json
 
-            print_json({"run_id": run_id, "state": done.state, "restarted": done.keys, "stuck": done.stuck})
+            print_json({"run_id": run_id, "state": done.state, "restarted": done.keys, "stuck": done.stuck,
+                        "overrides": done.overrides or {}})
         else:
             click.echo(run_id)
         return
     if not as_json:
         why = f"from {from_key}" if from_key else "stuck run" if done.stuck else "failed tasks"
-        click.echo(f"run {run_id} restarted ({why}): {plural(len(done.keys), 'task')} run again", err=True)
+        changed = "".join(f", {name} {value}" for name, value in (done.overrides or {}).items())
+        click.echo(f"run {run_id} restarted ({why}): {plural(len(done.keys), 'task')} run again{changed}", err=True)
     wait_and_report(conn, run_id, as_json)
+
+
+def restart_overrides(fail_rate: float | None, retries: int | None, retry_delay: float | None,
+                      visibility_timeout: float) -> dict:
+    """The parameters ``restart`` was asked to change, validated as ``sweep`` validates them."""
+    overrides: dict = {}
+    if fail_rate is not None:
+        overrides["fail_rate"] = validation.check_rate(fail_rate)
+    if retries is not None:
+        overrides["retries"] = validation.check_retries(retries)
+    if retry_delay is not None:
+        overrides["retry_delay"] = validation.check_seconds("retry delay", retry_delay, visibility_timeout)
+    return overrides
 
 
 @click.command()

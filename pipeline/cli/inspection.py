@@ -12,21 +12,40 @@ from pipeline.settings import get_settings
 
 @click.command()
 @click.option("--limit", type=int, default=20, show_default=True, help="How many runs to show.")
+@click.option("--state", default=None, help="Only runs in this state: Pending, Running, Success, Failed or Cancelled.")
+@click.option("--label", default=None, help="Only runs submitted with this --label.")
+@click.option("--version", "flow_version", type=int, default=None, help="Only runs of this flow version.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of the table.")
-def runs(limit: int, as_json: bool) -> None:
-    """List recent runs, newest first: id, flow version, state, duration, label."""
+def runs(limit: int, state: str | None, label: str | None, flow_version: int | None, as_json: bool) -> None:
+    """List recent runs, newest first: id, flow version, state, duration, label.
+
+    The filters combine: `runs --state Failed --label gpu --limit 5` lists the five newest
+    failed runs of label gpu (what the web page /runs?state=Failed&label=gpu shows).
+    """
     from pipeline.cli.report import print_json
+    from pipeline.ledger.listing import RunFilter, page_of_runs
     from pipeline.ledger.status import run_summary
+    from pipeline.ledger.values import RUN_STATES
     from pipeline.cli.views import runs_table
 
     if limit < 1:
         fail(f"--limit {limit} must be at least 1")
+    if state is not None:
+        spelled = {s.lower(): s for s in RUN_STATES}
+        if state.lower() not in spelled:
+            fail(f"unknown state {state!r}: one of {', '.join(RUN_STATES)}")
+        state = spelled[state.lower()]
+    if label is not None:
+        validation.check_label(label)
     settings = get_settings()
     conn = connect_or_exit(settings)
     conn.ledger.forget_expired()
-    docs = [run_summary(run, settings.stuck_after) for run in conn.ledger.list_runs(limit)]
+    records, _more = page_of_runs(conn.ledger, 0, limit, RunFilter(state=state, label=label, version=flow_version))
+    docs = [run_summary(run, settings.stuck_after) for run in records]
     if as_json:
         print_json(docs)
+    elif not docs and (state or label or flow_version is not None):
+        click.echo("no runs match those filters")
     else:
         click.echo(runs_table(docs))
 

@@ -232,14 +232,17 @@ class Ledger:
         """The Celery id of each of ``keys``'s latest message, in order (None where none is recorded)."""
         return [i or None for i in self.r.hmget(self.keys(run_id).task_ids, keys)]
 
-    def reset_tasks(self, run_id: str, seen_state: str, seen_updated: str, ids: dict[str, str]) -> tuple[str, int, str]:
-        """Reset the tasks ``ids`` names to Pending under their new Celery ids, atomically.
+    def reset_tasks(self, run_id: str, seen_state: str, seen_updated: str, ids: dict[str, str],
+                    params: dict | None = None) -> tuple[str, int, str]:
+        """Reset the tasks ``ids`` names to Pending under their new Celery ids, atomically,
+        and replace the run's parameters with ``params`` if given (in the same step).
 
         Only if the run's state and ``updated`` are still ``seen_*`` (else verdict
         ``changed``). Returns ``(verdict, remaining, run state)``; verdict ``ok`` on success.
         """
         flat = [part for pair in ids.items() for part in pair]
-        args = [self.ttl, repr(time.time()), REFERENCE_STAGE + "[", seen_state, seen_updated, *flat]
+        new_params = "" if params is None else json.dumps(params)
+        args = [self.ttl, repr(time.time()), REFERENCE_STAGE + "[", seen_state, seen_updated, new_params, *flat]
         reply = self._script("RESTART")(keys=self.keys(run_id), args=args)
         if reply[0] != "ok":
             return reply[0], 0, ""

@@ -174,17 +174,20 @@ return result
 """
 
 RESTART = _COMMON + """
--- ARGV: ttl, now, ref_prefix, expected run state, expected run `updated`,
---       then pairs (task key, Celery id of its new message).
--- If the run is as the caller saw it, reset those tasks to Pending (clearing their ended,
--- error and output), record their new Celery ids, recount `remaining`, clear the run's
--- `ended` and `cancelled`, and put it back to Running (Pending if it never started).
+-- ARGV: ttl, now, ref_prefix, expected run state, expected run `updated`, new parameters
+--       (JSON; '' keeps them), then pairs (task key, Celery id of its new message).
+-- If the run is as the caller saw it, replace its parameters if given (restart --fail-rate
+-- ...: with `restarts` below, workers read them anew), reset those tasks to Pending
+-- (clearing their ended, error and output), record their new Celery ids, recount
+-- `remaining`, clear the run's `ended` and `cancelled`, and put it back to Running
+-- (Pending if it never started).
 -- Returns {'ok', remaining, run state}, {'missing'} or {'changed'}.
 local ttl, now, ref_prefix = ARGV[1], ARGV[2], ARGV[3]
 local run = redis.call('HMGET', KEYS[1], 'state', 'updated', 'started')
 if not run[1] then return {'missing'} end
 if run[1] ~= ARGV[4] or (run[2] or '') ~= ARGV[5] then return {'changed'} end
-for i = 6, #ARGV - 1, 2 do
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'params', ARGV[6]) end
+for i = 7, #ARGV - 1, 2 do
   local key, id = ARGV[i], ARGV[i + 1]
   local st = redis.call('HGET', KEYS[2], key)
   -- Success ones too (restart --from): the caller chose the keys from the states it read,

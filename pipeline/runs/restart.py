@@ -6,13 +6,15 @@ their upstream tasks from the ledger, and tasks that succeeded do not run, so th
 attempts and files stay as they were. The reset of those tasks is one Lua script that
 also checks the run did not change since it was read (two restarts at once cannot both
 send a canvas), and records the new messages' Celery ids, so leftovers of an earlier
-canvas are stale and do nothing.
+canvas are stale and do nothing. A restart may change the run's ``fail_rate``,
+``retries`` and ``retry_delay`` for the tasks it re-runs (:data:`OVERRIDABLE`): the new
+values replace the recorded ones in that same script.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 from pipeline.definition import flow
 from pipeline.definition.canvas import build_canvas
@@ -28,6 +30,10 @@ RESTARTABLE_TASK_STATES = (TaskState.FAILED, TaskState.TRIGGER_FAILED, TaskState
 """Task states a restart runs again (a stuck run: every state but Success)."""
 
 
+OVERRIDABLE = ("fail_rate", "retries", "retry_delay")
+"""Run parameters a restart may change (``restart --fail-rate/--retries/--retry-delay``)."""
+
+
 class RestartRefused(Exception):
     """The run cannot be restarted now; the message says why, in one line."""
 
@@ -40,6 +46,8 @@ class Restarted:
     keys: list[str]
     stuck: bool
     state: str
+    overrides: dict[str, Any] | None = None
+    """Parameters the restart changed (name -> new value), None if none."""
 
 
 def keys_to_rerun(states: Mapping[str, str], n_branches: int, stuck: bool, from_key: str | None = None) -> list[str]:
@@ -71,14 +79,19 @@ def restart_refusal(run: Mapping, keys: list[str], stuck: bool) -> str | None:
 
 
 def restart_run(ledger: Ledger, run_id: str, stuck_after: float, now: float | None = None,
-                from_key: str | None = None) -> Restarted:
+                from_key: str | None = None, overrides: Mapping[str, Any] | None = None) -> Restarted:
     """Reset the tasks that must run again and send their canvas; raise RestartRefused if not allowed.
 
     Allowed when a task is Failed, TriggerFailed or Cancelled (the run has ended) or the run is
     stuck; refused while the run is running, or when every task succeeded. ``from_key``
     (``restart --from``) also re-runs that task and everything downstream of it, even if
-    they succeeded: the way to rewrite a damaged upstream file.
+    they succeeded: the way to rewrite a damaged upstream file. ``overrides`` (names in
+    :data:`OVERRIDABLE`, values validated by the caller) replace those parameters in the
+    run's record, atomically with the reset, for the tasks that run again.
     """
+    unknown = set(overrides or {}) - set(OVERRIDABLE)
+    if unknown:
+        raise ValueError(f"a restart cannot change {', '.join(sorted(unknown))}")
     run = ledger.get_run(run_id)
     if run is None:
         raise RestartRefused(f"no run {run_id!r}")
@@ -97,11 +110,12 @@ def restart_run(ledger: Ledger, run_id: str, stuck_after: float, now: float | No
     ids = freeze_ids(canvas) if canvas is not None else {}
     if set(ids) != set(keys):
         raise RuntimeError(f"canvas of run {run_id} does not hold exactly the tasks to restart")
-    verdict, _remaining, new_state = ledger.reset_tasks(run_id, state, run.get("updated") or "", ids)
+    params = {**run["params"], **overrides} if overrides else None
+    verdict, _remaining, new_state = ledger.reset_tasks(run_id, state, run.get("updated") or "", ids, params)
     if verdict == "missing":
         raise RestartRefused(f"no run {run_id!r}")
     if verdict != "ok":
         raise RestartRefused(f"run {run_id} changed while it was being restarted: try again")
     if canvas is not None:
         canvas.apply_async()
-    return Restarted(run_id, keys, stuck, new_state)
+    return Restarted(run_id, keys, stuck, new_state, dict(overrides) if overrides else None)
