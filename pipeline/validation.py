@@ -114,3 +114,20 @@ def check_artifacts_root(root: str | Path, allowed: Iterable[str | Path] = ()) -
         shown = ", ".join(allowed_roots)
         raise BadInput(f"artifacts root {str(root)!r} is outside the allowed roots ({shown})")
     return normalized
+
+
+def check_run_options(*, n_samples: int, sleep: float, retries: int, retry_delay: float, fail_rate: float,
+                      label: str | None, artifacts: str | None, settings) -> str:
+    """Check a run's options as ``run``/``sweep`` take them; return the artifacts root to record.
+
+    The CLI and the web's Run form both call this, so they refuse the same values with the
+    same line. ``artifacts`` None: ``settings.artifacts_root``.
+    """
+    check_samples(n_samples)
+    check_seconds("sleep", sleep, settings.visibility_timeout)
+    check_seconds("retry delay", retry_delay, settings.visibility_timeout)
+    check_retries(retries)
+    check_rate(fail_rate)
+    if label is not None:
+        check_label(label)
+    return check_artifacts_root(artifacts or settings.artifacts_root, settings.artifacts_allowed)

@@ -193,3 +193,35 @@ def test_without_basic_auth_pages_are_read_only_and_local(clean_redis, worker, t
         assert browser.json(f"/api/runs/{run_id}")["state"] == "Failed"
     finally:
         stop_process(proc)
+
+
+def test_flows_page_quick_run_checks_like_the_cli_and_opens_the_new_run(web, clean_redis):
+    browser, env = web
+    first = cli_json(env, "run", "--alpha", "0.5")["run_id"]
+    assert browser.json("/api/flows") == cli_json(env, "flows")
+    status, _headers, page = browser.get("/flows")
+    assert status == 200 and 'value="1.0 0.1 0.01 0.001 0.0001 0.00001"' in page and 'name="n_samples" value="100"' in page
+    token = browser.xsrf("/flows")
+    form = {"_xsrf": token, "alphas": "1.0 0.1", "n_samples": "100", "sleep": "0", "retries": "0",
+            "retry_delay": "0", "fail_rate": "0", "label": "", "artifacts": ""}
+
+    book = ledger_for(clean_redis.url)
+    for field, value, line in (("alphas", "1.0 -0.5", "alpha -0.5 is negative: alphas must be &gt;= 0"),
+                               ("fail_rate", "2", "fail rate 2.0 is outside 0..1"),
+                               ("n_samples", "many", "n-samples &#x27;many&#x27; is not a whole number"),
+                               ("label", "a b", "label &#x27;a b&#x27; is not a valid queue name")):
+        status, _headers, page = browser.request("/flows", data={**form, field: value})
+        assert status == 400 and f"error: {line}" in page, page[page.find("form-error"):][:300]
+        assert f'value="{value}"' in page  # what the user typed stays in the form
+    cli_line = run_cli("sweep", "--alphas", "1.0", "-0.5", env=env).stderr.strip()
+    assert cli_line == "error: alpha -0.5 is negative: alphas must be >= 0"
+    assert book.r.zcard(book.runs_index) == 1  # nothing recorded, nothing enqueued
+
+    status, headers, _body = browser.request("/flows", data={**form, "label": ""})
+    assert status == 303
+    run_id = headers["Location"].rsplit("/", 1)[1]
+    assert run_id != first
+    poll(lambda: browser.json(f"/api/runs/{run_id}")["state"] == "Success", "the quick run's Success", 60)
+    doc = browser.json(f"/api/runs/{run_id}")
+    assert doc["params"]["alphas"] == [1.0, 0.1] and doc["params"]["n_samples"] == 100
+    assert doc["artifacts"] == str(__import__("pathlib").Path(env["PIPELINE_ARTIFACTS"]).resolve() / run_id)

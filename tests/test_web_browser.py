@@ -59,5 +59,14 @@ def test_failed_run_page_restart_to_success_in_chromium(web, clean_redis):  # no
         assert page.locator(".schematic .sc-node.state-Failed").count() == 0
         assert page.locator(".results-table tbody tr").count() == 3
         page.screenshot(path=str(SHOTS / "run_restarted.png"), full_page=True)
+
+        page.goto(browser_http.base + "/flows")  # Quick Run: the form opens the new run's page
+        page.fill("#f-alphas", "0.5 0.25")
+        page.screenshot(path=str(SHOTS / "flows.png"), full_page=True)
+        page.click("#run-button")
+        page.wait_for_url("**/runs/*")
+        quick = page.url.rsplit("/", 1)[1]
+        assert quick != run_id and "submitted" in page.locator("#notice").inner_text()
+        page.locator("#run-state", has_text="Success").wait_for(timeout=60_000)
         chromium.close()
     assert run_cli("status", run_id, "--json", env=env).returncode == 0

@@ -132,12 +132,12 @@ def flows(as_json: bool) -> None:
     The version grows when the parsed code of the stages, the flow's shape or the canvas
     builder changes; comments, formatting and docstrings do not count.
     """
-    from pipeline.ledger.values import iso
     from pipeline.cli.report import print_json
     from pipeline.cli.views import flows_table
+    from pipeline.ledger.versions import version_documents
 
     conn = connect_or_exit(get_settings())
-    versions = [{**v, "first_seen": iso(v["first_seen"])} for v in conn.ledger.version_table()]
+    versions = version_documents(conn.ledger.version_table())
     if as_json:
         print_json(versions)
     else:

@@ -57,14 +57,8 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
                       no_wait, as_json, local) -> None:
     """Validate, submit (or run locally), wait with progress, print the table or JSON, exit."""
     settings = get_settings()
-    validation.check_samples(n_samples)
-    validation.check_seconds("sleep", sleep, settings.visibility_timeout)
-    validation.check_seconds("retry delay", retry_delay, settings.visibility_timeout)
-    validation.check_retries(retries)
-    validation.check_rate(fail_rate)
-    if label is not None:
-        validation.check_label(label)
-    root = validation.check_artifacts_root(artifacts or settings.artifacts_root, settings.artifacts_allowed)
+    root = validation.check_run_options(n_samples=n_samples, sleep=sleep, retries=retries, retry_delay=retry_delay,
+                                        fail_rate=fail_rate, label=label, artifacts=artifacts, settings=settings)
     conn = None if local else connect_or_exit(settings)  # before the heavier imports: fast errors
     from pipeline.runs.submit import RunRequest, new_run_id
     from pipeline.ledger.values import RunState

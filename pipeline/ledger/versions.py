@@ -114,3 +114,10 @@ def version_table(client: redis.Redis) -> list[dict]:
         {**record, "runs": int(counts.get(str(record["version"]), 0)), "current": record["digest"] == mine}
         for record in all_versions(client)
     ]
+
+
+def version_documents(table: list[dict]) -> list[dict]:
+    """``flows --json``'s array from :func:`version_table`'s rows (first seen as ISO-8601 UTC)."""
+    from pipeline.ledger.values import iso
+
+    return [{**v, "first_seen": iso(v["first_seen"])} for v in table]

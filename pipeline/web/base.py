@@ -85,7 +85,8 @@ class PipelineHandler(BaseHandler):
         from pipeline.ledger.status import format_seconds
 
         namespace = super().get_template_namespace()
-        namespace.update(seconds=format_seconds, can_act=self.can_act)
+        namespace.update(seconds=format_seconds, can_act=self.can_act,
+                         tab=self.request.path.strip("/").split("/")[0])  # the nav link to mark
         return namespace
 
     def write_json(self, document: Any) -> None:

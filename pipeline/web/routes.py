@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tornado.web import StaticFileHandler, url
 
-from pipeline.web import actions, runs
+from pipeline.web import actions, flows, runs
 
 RUN_ID = r"([^/]+)"
 """A run id in a path: anything up to the next slash, then checked as the CLI checks it."""
@@ -15,6 +15,8 @@ def routes(static_dir: str) -> list:
         url(r"/runs/?", runs.RunsPage, name="pipeline-runs"),
         url(rf"/runs/{RUN_ID}/(restart|cancel)", actions.RunAction),
         url(rf"/runs/{RUN_ID}(?:/(live))?", runs.RunPage, name="pipeline-run"),
+        url(r"/flows/?", flows.FlowsPage, name="pipeline-flows"),
+        url(r"/api/flows/?", flows.FlowsApi),
         url(r"/api/runs/?", runs.RunsApi),
         url(rf"/api/runs/{RUN_ID}/logs", runs.RunLogsApi),
         url(rf"/api/runs/{RUN_ID}", runs.RunApi),
