@@ -87,9 +87,13 @@ def test_installed_pipeline_sweeps_on_its_own_embedded_stack(venv, tmp_path):
         installed(venv, "stop", cwd=tmp_path, env=env)
 
 
-def test_installed_modules_are_the_checkouts(venv):
+def package_files(top: Path) -> set[str]:
+    """Every file of the ``pipeline`` package under ``top`` (modules, templates, static files), no caches."""
+    return {p.relative_to(top).as_posix() for p in (top / "pipeline").rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts}
+
+
+def test_installed_files_are_the_checkouts(venv):
     site_packages = next((venv / "lib").glob("python3*/site-packages"))
-    ours = {p.relative_to(ROOT).as_posix() for p in ROOT.glob("pipeline/**/*.py")} | {"beat_schedule.py"}
-    shipped = {p.relative_to(site_packages).as_posix() for p in site_packages.glob("pipeline/**/*.py")}
-    shipped |= {"beat_schedule.py"} & {p.name for p in site_packages.iterdir()}
-    assert shipped == ours
+    assert (site_packages / "beat_schedule.py").is_file()
+    assert package_files(site_packages) == package_files(ROOT)
