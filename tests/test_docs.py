@@ -1,0 +1,106 @@
+"""The documentation against the code: the settings table, the README's promises, its links.
+
+The settings table in docs/deployment.md is checked against ``Settings.from_env`` by
+behaviour, not by reading its source: the variables it reads (recorded while it reads a
+mapping), what each variable changes, and what each variable's documented default means.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator, Mapping
+
+from conftest import ROOT
+from pipeline.settings import Settings
+
+DEPLOYMENT = ROOT / "docs" / "deployment.md"
+TABLE_HEADER = "| variable | default | what it does |"
+PROBE = "12345"
+"""A value no setting has by default, valid for every one of them (a number, a path, a URL...)."""
+
+
+class RecordingEnv(Mapping):
+    """An environment that remembers every variable asked for."""
+
+    def __init__(self, values: dict[str, str] | None = None) -> None:
+        self.values = dict(values or {})
+        self.asked: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        self.asked.add(name)
+        return self.values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def settings_table() -> dict[str, str]:
+    """Variable -> its default cell, from the table under ``TABLE_HEADER``."""
+    lines = DEPLOYMENT.read_text().splitlines()
+    start = lines.index(TABLE_HEADER) + 2
+    rows = {}
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0].strip("`")] = cells[1]
+    return rows
+
+
+def variables_read() -> set[str]:
+    env = RecordingEnv()
+    Settings.from_env(env)
+    return env.asked
+
+
+def changed_fields(name: str, value: str) -> set[str]:
+    """The Settings fields that setting ``name`` to ``value`` changes."""
+    default, changed = Settings.from_env({}), Settings.from_env({name: value})
+    return {f.name for f in dataclasses.fields(Settings) if getattr(default, f.name) != getattr(changed, f.name)}
+
+
+def test_the_table_lists_exactly_the_variables_the_settings_read():
+    documented, read = set(settings_table()), variables_read()
+    assert documented - read == set(), "documented but never read by Settings.from_env"
+    assert read - documented == set(), "read by Settings.from_env but missing from docs/deployment.md"
+
+
+def test_every_setting_is_driven_by_a_documented_variable():
+    driven = set().union(*(changed_fields(name, PROBE) for name in settings_table()))
+    assert driven == {f.name for f in dataclasses.fields(Settings)}
+
+
+def test_every_documented_default_is_the_codes():
+    default = Settings.from_env({})
+    for name, cell in settings_table().items():
+        assert changed_fields(name, PROBE), f"{name}: setting it changes nothing"
+        if cell.startswith("unset"):
+            for field in changed_fields(name, PROBE):
+                assert getattr(default, field) in (None, (), ""), f"{name}: documented unset, code has a default"
+        else:
+            value = re.match(r"`([^`]*)`", cell)
+            assert value, f"{name}: default cell {cell!r} starts with neither `value` nor 'unset'"
+            assert changed_fields(name, value.group(1)) == set(), \
+                f"{name}={value.group(1)} (the documented default) is not what the code does without it"
+
+
+def test_readme_keeps_its_promises_and_stays_short():
+    readme = (ROOT / "README.md").read_text()
+    lines = readme.splitlines()
+    assert len(lines) <= 160
+    for command in ("pip install -r requirements.txt", "python cli.py sweep",
+                    "pip install -r requirements-dev.txt && python -m pytest -q"):
+        assert command in lines, f"the README lost the line {command!r}"
+
+
+def test_relative_links_in_readme_and_docs_lead_to_files():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" not in target and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert broken == []
