@@ -63,3 +63,27 @@ def test_a_late_success_changes_nothing_and_the_run_ends_normally(ledger):
     ends = [finish(ledger, key, begun=key == flow.cleanup_key(0)) for key in rest]
     assert ends[:-1] == [""] * (len(rest) - 1) and ends[-1] == "Success"
     assert set(ledger.task_states(RUN).values()) == {"Success"}
+
+
+def test_an_attempt_superseded_by_a_takeover_is_refused_while_the_new_one_runs(clean_redis):
+    """Attempt 1's worker was declared dead mid-stage and attempt 2 began elsewhere; attempt 1
+    then ends first (its worker came back). The ledger refuses it whole: its success, its
+    failure and its retry, and the record stays attempt 2's until attempt 2 ends."""
+    from pipeline.ledger.values import SupersededAttempt
+
+    book = recorded_run(clean_redis.url, RUN)
+    for key in (flow.DOWNLOAD, flow.PREPROCESS):
+        finish(book, key)
+    assert begin(book, TRAIN) == ("run", 1)  # the worker later declared dead
+    assert begin(book, TRAIN) == ("run", 2)  # the live worker that took the message over
+    before = snapshot(book)
+    with pytest.raises(SupersededAttempt):
+        book.finish_task(RUN, TRAIN, "Success", output="late", task_id=f"id-{TRAIN}", attempt=1)
+    with pytest.raises(SupersededAttempt):
+        book.finish_task(RUN, TRAIN, "Failed", error="late", trigger_failed=flow.downstream(TRAIN, N),
+                         task_id=f"id-{TRAIN}", attempt=1)
+    with pytest.raises(SupersededAttempt):
+        book.set_retrying(RUN, TRAIN, "late", task_id=f"id-{TRAIN}", attempt=1)
+    assert snapshot(book) == before and before[1][TRAIN] == "Running"
+    book.finish_task(RUN, TRAIN, "Success", output="model", task_id=f"id-{TRAIN}", attempt=2)
+    assert book.task_states(RUN)[TRAIN] == "Success" and book.outputs(RUN, [TRAIN])[TRAIN] == "model"

@@ -14,7 +14,7 @@ import redis
 
 from pipeline.ledger import scripts as ledger_scripts
 from pipeline.definition.flow import REFERENCE_STAGE
-from pipeline.ledger.values import Begin, BeginRead, TaskState, earlier_attempt, encode_field
+from pipeline.ledger.values import Begin, BeginRead, SupersededAttempt, TaskState, earlier_attempt, encode_field
 from pipeline.settings import KEY_PREFIX
 
 
@@ -124,9 +124,15 @@ class Ledger:
         verdict, attempts = self._begin(keys=self.keys(run_id), args=[self.ttl, repr(time.time()), key, task_id or ""])
         return Begin(verdict, int(attempts))
 
-    def set_retrying(self, run_id: str, key: str, error: str, task_id: str = "") -> None:
-        """Mark ``key`` Retrying (a later attempt is scheduled); a stale ``task_id`` changes nothing."""
-        self._retrying(keys=self.keys(run_id), args=[self.ttl, repr(time.time()), key, error, task_id or ""])
+    def set_retrying(self, run_id: str, key: str, error: str, task_id: str = "", attempt: int = 0) -> None:
+        """Mark ``key`` Retrying (a later attempt is scheduled); a stale ``task_id`` changes nothing.
+
+        ``attempt``: the number :meth:`begin_task` gave this attempt (0: unchecked); raises
+        :class:`SupersededAttempt` (nothing changed) if the task has begun again since.
+        """
+        args = [self.ttl, repr(time.time()), key, error, task_id or "", attempt]
+        if self._retrying(keys=self.keys(run_id), args=args) == 2:
+            raise SupersededAttempt(f"{key} of run {run_id}: attempt {attempt} was superseded")
 
     def finish_task(
         self,
@@ -138,16 +144,22 @@ class Ledger:
         error: str = "",
         trigger_failed: Iterable[str] = (),
         task_id: str = "",
+        attempt: int = 0,
     ) -> str:
         """End ``key`` in ``state`` (and mark ``trigger_failed`` keys TriggerFailed).
 
         Returns the run's end state when this call finished the run, else ``""``. A stale
-        ``task_id`` (see :meth:`begin_task`) changes nothing.
+        ``task_id`` (see :meth:`begin_task`) changes nothing. ``attempt``: the number
+        :meth:`begin_task` gave this attempt (0: unchecked); raises :class:`SupersededAttempt`
+        (nothing changed) if the task has begun again since.
         """
         out = "" if output is None else json.dumps(output)
         args = [self.ttl, repr(time.time()), REFERENCE_STAGE + "[", key, state, out, error, task_id or "",
-                *trigger_failed]
-        return self._finish(keys=self.keys(run_id), args=args) or ""
+                attempt, *trigger_failed]
+        ended = self._finish(keys=self.keys(run_id), args=args) or ""
+        if ended == "superseded":
+            raise SupersededAttempt(f"{key} of run {run_id}: attempt {attempt} was superseded")
+        return ended
 
     def outputs(self, run_id: str, keys: Iterable[str]) -> dict[str, Any]:
         """Stored outputs of ``keys`` (missing ones left out)."""

@@ -28,6 +28,13 @@ local function stale(key, task_id)
   local current = redis.call('HGET', KEYS[9], key)
   return current ~= false and current ~= task_id
 end
+-- An attempt is superseded when the task has begun again since it began: its worker was
+-- declared dead (heartbeat expired) and a live one took the message over. Its late result
+-- must change nothing. No attempt number given ('' or '0'): not checked.
+local function superseded(key, attempt)
+  if attempt == nil or attempt == '' or attempt == '0' then return false end
+  return (redis.call('HGET', KEYS[3], key) or '0') ~= attempt
+end
 -- What an attempt that is about to be overwritten counts as in the history: a Running one
 -- recorded no end (its process died, or its message came again), a Retrying one failed;
 -- a Pending task's last attempt is in the history already (a restart put it there).
@@ -124,8 +131,10 @@ return {'run', tostring(n)}
 """
 
 RETRYING = _COMMON + """
--- ARGV: ttl, now, key, error, Celery task id
+-- ARGV: ttl, now, key, error, Celery task id, attempt number ('' or '0': unchecked)
+-- Returns 1, 0 for a stale message, 2 for a superseded attempt (see ``superseded``).
 if stale(ARGV[3], ARGV[5]) then return 0 end
+if superseded(ARGV[3], ARGV[6]) then return 2 end
 local st = redis.call('HGET', KEYS[2], ARGV[3])
 if st and not terminal(st) then
   redis.call('HSET', KEYS[2], ARGV[3], 'Retrying')
@@ -138,11 +147,14 @@ return 1
 """
 
 FINISH = _COMMON + """
--- ARGV: ttl, now, ref_prefix, key, state, output_json, error, Celery task id, trigger-failed keys...
--- Returns the run's end state if this call ended the run, else ''.
+-- ARGV: ttl, now, ref_prefix, key, state, output_json, error, Celery task id,
+--       attempt number ('' or '0': unchecked), trigger-failed keys...
+-- Returns the run's end state if this call ended the run, 'superseded' if the attempt was
+-- (see ``superseded``: nothing changed), else ''.
 local ttl, now, ref_prefix = ARGV[1], ARGV[2], ARGV[3]
 local key, state = ARGV[4], ARGV[5]
 if stale(key, ARGV[8]) then return '' end
+if superseded(key, ARGV[9]) then return 'superseded' end
 -- A task already ended (a redelivered copy of its message finished it while this attempt,
 -- on a host cut off and back, was still running) ignores this late attempt entirely: its
 -- failure must not mark downstream tasks TriggerFailed.
@@ -154,7 +166,7 @@ if st and not terminal(st) then
   if ARGV[6] ~= '' then redis.call('HSET', KEYS[6], key, ARGV[6]) end
   if ARGV[7] ~= '' then redis.call('HSET', KEYS[7], key, ARGV[7]) end
   changed = changed + 1
-  for i = 9, #ARGV do
+  for i = 10, #ARGV do
     local other = redis.call('HGET', KEYS[2], ARGV[i])
     if other and not terminal(other) then
       redis.call('HSET', KEYS[2], ARGV[i], 'TriggerFailed')

@@ -67,6 +67,12 @@ class Begin:
     attempts: int = 0
 
 
+class SupersededAttempt(Exception):
+    """A task's attempt whose result the ledger refused: the task began again since (its
+    worker was declared dead and a live worker took the message over), so this late
+    attempt must change nothing, send nothing on and not retry."""
+
+
 def earlier_attempt(entry: dict[str, Any]) -> dict[str, Any]:
     """One stored earlier attempt with unix times as floats (None where it recorded no end)."""
     ended = entry.get("ended")

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import redis
 from celery import Task
-from celery.exceptions import Reject
+from celery.exceptions import Ignore, Reject
 
 from pipeline.definition import flow
 
@@ -23,7 +23,7 @@ from pipeline.artifacts.integrity import ArtifactError
 from pipeline.artifacts.rundir import RunDir
 from pipeline.celery_app import app
 from pipeline.ledger.records import Ledger
-from pipeline.ledger.values import TaskState
+from pipeline.ledger.values import SupersededAttempt, TaskState
 from pipeline.worker.logcapture import capture_lines
 from pipeline.redis_conn import shared_client
 from pipeline.settings import get_settings
@@ -80,6 +80,12 @@ def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     """
     try:
         return _execute_stage(task, run_id, key, body)
+    except SupersededAttempt as exc:
+        # This worker was declared dead (its heartbeat expired) while the attempt ran, and a
+        # live worker took the message over: the ledger refused this late result. Ignore
+        # acknowledges the message without a result, a retry or the chain's next task.
+        log.warning("late attempt ignored: %s (the task was taken over by a live worker)", exc)
+        raise Ignore() from exc
     except RECORD_UNREACHABLE as exc:
         log.warning("run record of %s unreachable during %s (%s): handing the message back", run_id, key, exc)
         raise Reject(exc, requeue=True) from exc
@@ -102,7 +108,7 @@ def _execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
         run_dir = run_dir_for(start.artifacts, run_id).tracked(LedgerFileBook(book, run_id), key)
     except BadInput as exc:  # a record pointing where this worker may not write: never retried
         book.finish_task(run_id, key, TaskState.FAILED, error=str(exc), trigger_failed=flow.downstream(key, n_branches),
-                         task_id=task.request.id)
+                         task_id=task.request.id, attempt=begin.attempts)
         raise
     try:
         # each printed line is stored as it is printed: a killed process loses none of them
@@ -117,13 +123,13 @@ def _execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
         book.append_log_lines(run_id, key, failed_attempt_lines(
             exc, begin.attempts, float(params.get("retry_delay", 0)) if retry else None))
         if retry:
-            book.set_retrying(run_id, key, error, task_id=task.request.id)
+            book.set_retrying(run_id, key, error, task_id=task.request.id, attempt=begin.attempts)
             raise task.retry(exc=exc, countdown=float(params.get("retry_delay", 0)), max_retries=retries)
         if book.finish_task(run_id, key, TaskState.FAILED, error=error, trigger_failed=flow.downstream(key, n_branches),
-                            task_id=task.request.id):
+                            task_id=task.request.id, attempt=begin.attempts):
             book.signal_finished(run_id)  # the run ended: wake its waiter now, not at its next poll
         raise
-    if book.finish_task(run_id, key, TaskState.SUCCESS, output=output, task_id=task.request.id):
+    if book.finish_task(run_id, key, TaskState.SUCCESS, output=output, task_id=task.request.id, attempt=begin.attempts):
         book.signal_finished(run_id)
     return output
 
