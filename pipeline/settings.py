@@ -91,6 +91,10 @@ class Settings:
     worker_heartbeat: float = 5.0
     """``PIPELINE_WORKER_HEARTBEAT``: seconds between refreshes of that record."""
 
+    reclaim_interval: float = 5.0
+    """``PIPELINE_RECLAIM_INTERVAL``: seconds between a worker's looks for dead workers' messages
+    (a worker is dead once its record expired: ``PIPELINE_WORKER_TTL`` after its last refresh)."""
+
     beat_interval: float = 0.0
     """``PIPELINE_BEAT_INTERVAL``: seconds between ticks instead of the ``*/1`` crontab (0: crontab)."""
 
@@ -123,6 +127,7 @@ class Settings:
             flower_url=(env.get("PIPELINE_FLOWER_URL") or "http://localhost:5555").rstrip("/"),
             worker_record_ttl=_float(env, "PIPELINE_WORKER_TTL", 15.0),
             worker_heartbeat=_float(env, "PIPELINE_WORKER_HEARTBEAT", 5.0),
+            reclaim_interval=_float(env, "PIPELINE_RECLAIM_INTERVAL", 5.0),
             beat_interval=_float(env, "PIPELINE_BEAT_INTERVAL", 0.0),
             schedule_label=env.get("PIPELINE_SCHEDULE_LABEL") or None,
             submit_lease=_float(env, "PIPELINE_SUBMIT_LEASE", 60.0),

@@ -24,11 +24,10 @@ FAST_RESTORE = {
     "PIPELINE_UNACKED_RESTORE_INTERVAL": "0.5",
     "PIPELINE_UNACKED_RESTORE_THROTTLE": "1",
 }
-"""Unacked messages of a dead worker come back 8 s after delivery, looked for every 0.5 s.
+"""Unacked messages nobody alive holds come back 8 s after delivery, looked for every 0.5 s.
 
-8 s stays above the longest wait a live worker holds a message in these tests (a 3 s
-retry countdown plus a 1 s stage) with room for a loaded machine: a shorter timeout
-restores messages a live worker still holds and runs them twice (attempts 2).
+A live worker's messages never come back by this timeout (its heartbeat keeps them, see
+pipeline/worker/kombu_redis.py); a dead worker's come back once its heartbeat expired.
 """
 
 
@@ -48,10 +47,11 @@ class Stack:
     def ledger(self) -> Ledger:
         return Ledger(make_client(self.redis.url), 3600)
 
-    def worker(self, *args: str, name: str = "worker") -> Worker:
-        """Start ``python cli.py worker ARGS`` with this stack's environment; return once ready."""
+    def worker(self, *args: str, name: str = "worker", env_extra: dict[str, str] | None = None) -> Worker:
+        """Start ``python cli.py worker ARGS`` with this stack's environment (plus ``env_extra``);
+        return once ready."""
         log = self.tmp / f"{name}-{len(self.workers)}.log"
-        started = start_worker(self.redis.url, log, *args, env=self.env)
+        started = start_worker(self.redis.url, log, *args, env={**self.env, **(env_extra or {})})
         self.workers.append(started)
         return started
 

@@ -6,9 +6,17 @@ with an expiry of ``PIPELINE_WORKER_TTL`` seconds (15), rewrites it every
 ``PIPELINE_WORKER_HEARTBEAT`` seconds (5) from a daemon thread, and deletes it when it
 stops. A killed worker's record expires on its own. The CLI reads the records with SCAN
 and MGET at submission: no ``inspect()`` round-trip.
+
+The same key is the worker's heartbeat for reclaiming (see :mod:`pipeline.worker.kombu_redis`):
+the Redis transport records which worker holds each unacknowledged message, and a worker
+whose key has expired is dead, so live workers put its messages back in their queues.
+Hence the key is also written to the broker's Redis when that is another one, and a
+stopping worker keeps it until it has shut down (the blueprint stops this step before
+the pool has finished its tasks).
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shlex
@@ -17,7 +25,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import redis
-from celery import bootsteps
+from celery import bootsteps, signals
 
 from pipeline.ledger.workers import delete_worker, worker_key, write_worker
 from pipeline.settings import DEFAULT_QUEUE, Settings, get_settings
@@ -27,31 +35,72 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_current: "WorkerRecord | None" = None
+
+
+def current_record() -> "WorkerRecord | None":
+    """The record of the worker running in this process (None outside a worker)."""
+    return _current
+
+
+def current_owner() -> str | None:
+    """This worker's id, ``<node name>/<pid>`` (its key's suffix), or None outside a worker."""
+    return _current.owner if _current is not None else None
+
+
 class WorkerRecord:
     """Writes, refreshes and deletes one worker's record of the queues it consumes."""
 
-    def __init__(self, client: redis.Redis, hostname: str, queues, settings: Settings) -> None:
-        """``queues``: a callable returning the queue names consumed now (they can change)."""
-        self.client = client
+    def __init__(self, clients: "redis.Redis | list[redis.Redis]", hostname: str, queues,
+                 settings: Settings) -> None:
+        """``clients``: the Redis (or several: the ledger's and the broker's) to write to;
+        ``queues``: a callable returning the queue names consumed now (they can change)."""
+        self.clients = clients if isinstance(clients, list) else [clients]
+        self.client = self.clients[0]
         self.hostname = hostname
         self.pid = os.getpid()
+        self.owner = f"{hostname}/{self.pid}"
         self.key = worker_key(hostname, self.pid)
         self.queues = queues
-        self.ttl_ms = max(1000, int(settings.worker_record_ttl * 1000))
+        self.ttl = max(1.0, settings.worker_record_ttl)
+        self.ttl_ms = int(self.ttl * 1000)
         self.interval = max(0.05, settings.worker_heartbeat)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._streak_since: float | None = None
+        self._last_ok: float | None = None
+        self._retiring = False
 
     def write(self) -> None:
         """Write the record now, with a fresh expiry."""
         record = {"hostname": self.hostname, "pid": self.pid, "queues": sorted(self.queues()), "seen": time.time()}
-        write_worker(self.client, self.key, record, self.ttl_ms)
+        for client in self.clients:
+            write_worker(client, self.key, record, self.ttl_ms)
+        self._written(time.monotonic())
+
+    def _written(self, now: float) -> None:
+        # A gap long enough for other workers' keys to have expired meanwhile (Redis away,
+        # this host cut off) starts a new streak: see healthy_for.
+        if self._last_ok is None or now - self._last_ok > self.ttl - self.interval:
+            self._streak_since = now
+        self._last_ok = now
+
+    def healthy_for(self) -> float:
+        """Seconds this record has been written without a failure or a long gap (0 if not now).
+
+        A reclaimer waits for a full ``ttl`` of it: every live worker has then rewritten its
+        own key too, so one whose key expired while Redis was away is not taken for dead.
+        """
+        if self._streak_since is None:
+            return 0.0
+        return time.monotonic() - self._streak_since
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             try:
                 self.write()
             except Exception as exc:  # a Redis blip must not kill the heartbeat
+                self._streak_since = None
                 log.warning("could not refresh worker record %s: %s", self.key, exc)
 
     def start(self) -> None:
@@ -63,15 +112,30 @@ class WorkerRecord:
         self._thread = threading.Thread(target=self._loop, name="pipeline-worker-record", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def retire(self) -> None:
         """Stop refreshing and delete the record (best effort: it expires anyway)."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
-        try:
-            delete_worker(self.client, self.key)
-        except Exception as exc:
-            log.warning("could not delete worker record %s: %s", self.key, exc)
+        for client in self.clients:
+            try:
+                delete_worker(client, self.key)
+            except Exception as exc:
+                log.warning("could not delete worker record %s: %s", self.key, exc)
+
+    def stop(self) -> None:
+        """Retire the record once the worker has shut down (Celery's ``worker_shutdown``, else
+        at exit), not now: the worker blueprint stops this step before its pool has finished
+        the running tasks, and while they run their messages must not look like a dead worker's."""
+        if not self._retiring:
+            self._retiring = True
+            signals.worker_shutdown.connect(self._on_shutdown, weak=False)
+            atexit.register(self.retire)
+
+    def _on_shutdown(self, **_: Any) -> None:
+        self.retire()
 
     terminate = stop
 
@@ -83,15 +147,21 @@ class WorkerRecordStep(bootsteps.StartStopStep):
 
     def create(self, worker: Any) -> WorkerRecord:
         """Build the record for ``worker``; started by the blueprint before the consumer."""
+        global _current
         from pipeline.redis_conn import shared_client
 
         app = worker.app
         url = app.conf.result_backend or app.conf.broker_url
+        urls = [url]
+        broker = app.conf.broker_url or ""
+        if broker.startswith(("redis://", "rediss://", "unix://")) and broker != url:
+            urls.append(broker)  # the reclaimers look for it next to the unacked messages
 
         def queues() -> list[str]:
             return list(app.amqp.queues.consume_from.keys())
 
-        return WorkerRecord(shared_client(url), worker.hostname, queues, get_settings())
+        _current = WorkerRecord([shared_client(u) for u in urls], worker.hostname, queues, get_settings())
+        return _current
 
 
 def consumers_of(ledger: Ledger, queue: str) -> list[str]:

@@ -1,0 +1,184 @@
+"""A dead worker costs seconds: its messages are reclaimed by its lost heartbeat (issue 18).
+
+Real ``python cli.py worker`` processes on a redis-server of the test's own. A worker is
+SIGKILLed as a whole (its process group, as the OOM killer or a lost spot instance does)
+with another worker already running; with default settings (visibility timeout 3600 s)
+its tasks must run again on the live worker within 30 s. And never a duplicate from
+slowness: a live worker keeps a message however long it holds it, and a worker that
+comes back after it was declared dead has its late result ignored.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from faultkit import assert_completed_once, kill_group, log_lines, make_stack, poll, running
+from pipeline.definition import flow
+from pipeline.worker.kombu_redis import OWNERS_KEY
+from test_stages import tutorial_score
+
+pytestmark = pytest.mark.slow
+
+SIX = ["1.0", "0.1", "0.01", "0.001", "0.0001", "1e-05"]
+
+RECOVERY_BOUND = 30.0
+"""Seconds from the kill to the killed tasks' new start, the issue's bound. Far below the
+visibility timeout (3600 s), the only thing that brought them back before; the design's
+window is at most PIPELINE_WORKER_TTL + PIPELINE_RECLAIM_INTERVAL = 20 s (docs/reliability.md),
+the rest is slack for a loaded two-core machine."""
+
+
+def held_keys(stack, run_id: str, worker) -> set[str]:
+    """Task keys of ``run_id`` whose messages ``worker`` holds unacknowledged now."""
+    r = stack.redis.client()
+    ids = {tid: key for key, tid in stack.ledger().task_ids(run_id).items()}
+    tags = [t for t, owner in r.hgetall(OWNERS_KEY).items() if owner.endswith(f"/{worker.proc.pid}")]
+    keys = set()
+    for raw in r.hmget("unacked", tags) if tags else []:
+        if raw:
+            task_id = json.loads(raw)[0]["headers"]["id"]
+            keys.add(ids.get(task_id, task_id))
+    return keys
+
+
+def kill_while_running(stack, run_id: str, victim, stage: str) -> tuple[set[str], float]:
+    """Wait until ``victim`` holds only begun ``stage`` tasks of the run, then SIGKILL its group."""
+    ledger = stack.ledger()
+
+    def ready() -> set[str]:
+        held = held_keys(stack, run_id, victim)
+        ok = held and all(k.startswith(stage) for k in held) and running(ledger, run_id, sorted(held))
+        return held if ok else set()
+
+    held = poll(ready, f"the victim to run {stage} tasks", 120, interval=0.05)
+    kill_group(victim)
+    return held, time.time()
+
+
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_killed_worker_tasks_run_again_on_a_live_worker_within_seconds(tmp_path, pool):
+    """Default settings, the issue's scenario: six alphas, --sleep 2, a second worker running."""
+    stack = make_stack(tmp_path)
+    try:
+        victim = stack.worker("--pool", pool, "--concurrency", "2", name="victim")
+        survivor = stack.worker("--pool", pool, "--concurrency", "2", name="survivor")
+        ledger = stack.ledger()
+        run_id = stack.submit("--alphas", *SIX, "--sleep", "2")
+        killed, killed_at = kill_while_running(stack, run_id, victim, flow.TRAIN)
+
+        waited = stack.cli("wait", run_id, "--json", timeout=300)
+        ended = time.time()
+        assert waited.returncode == 0, (waited.stderr, survivor.text())
+        rows = {r["key"]: r for r in ledger.tasks(run_id, sorted(killed))}
+        restarted = min(r["started"] for r in rows.values())
+        assert restarted - killed_at < RECOVERY_BOUND, (restarted - killed_at, survivor.text())
+        assert "whose heartbeat expired" in survivor.text()
+        assert_completed_once(stack, run_id, SIX, {k: 2 for k in killed})
+        r = stack.redis.client()
+        assert r.hlen("unacked") == 0 and r.hlen(OWNERS_KEY) == 0
+        print(f"\n[{pool}] killed holding {sorted(killed)}: restarted {restarted - killed_at:.1f} s "
+              f"after the kill, run ended {ended - killed_at:.1f} s after it")
+    finally:
+        stack.close()
+
+
+def test_retry_waiting_for_its_countdown_in_a_killed_worker_is_reclaimed(tmp_path):
+    """The retry's ETA message sits unacknowledged in the killed worker: reclaimed like the rest.
+    (Its countdown, 10 s, leaves time to start the live worker before the kill.)"""
+    stack = make_stack(tmp_path)
+    try:
+        victim = stack.worker("--pool", "prefork", "--concurrency", "2", name="victim")
+        ledger = stack.ledger()
+        run_id = stack.submit("--alphas", "1.0", "0.1", "--sleep", "1", "--retries", "1", "--retry-delay", "10")
+        run_dir, aside = stack.artifacts / run_id, stack.tmp / "train_dataset.csv"
+        # while preprocess sleeps after writing its files, hide the train set: both trains fail once
+        poll(lambda: ledger.task_states(run_id).get(flow.PREPROCESS) == "Running"
+             and (run_dir / "train_dataset.csv").exists(), "preprocess to write the train set", interval=0.01)
+        (run_dir / "train_dataset.csv").rename(aside)
+        trains = [flow.train_key(0), flow.train_key(1)]
+        poll(lambda: all(ledger.task_states(run_id).get(k) == "Retrying" for k in trains), "both trains to retry")
+        poll(lambda: held_keys(stack, run_id, victim) == set(trains), "only the two retry messages to be held", 10,
+             interval=0.01)
+        survivor = stack.worker("--pool", "prefork", "--concurrency", "2", name="survivor")
+        kill_group(victim)
+        killed_at = time.time()
+        aside.rename(run_dir / "train_dataset.csv")
+
+        waited = stack.cli("wait", run_id, "--json", timeout=300)
+        assert waited.returncode == 0, (waited.stderr, survivor.text())
+        restarted = min(r["started"] for r in ledger.tasks(run_id, trains))
+        assert restarted - killed_at < RECOVERY_BOUND, restarted - killed_at
+        assert_completed_once(stack, run_id, ["1.0", "0.1"], {k: 2 for k in trains})
+    finally:
+        stack.close()
+
+
+def test_a_live_workers_long_stage_outlasting_the_visibility_timeout_runs_once(tmp_path):
+    """Workers whose visibility timeout (2 s, scanned every 0.5 s) each stage (8 s) outlasts
+    four times: kombu alone would put every message back mid-stage and a second worker would
+    run it again. The holder's heartbeat keeps it: every task runs exactly once."""
+    short = {"PIPELINE_VISIBILITY_TIMEOUT": "2", "PIPELINE_UNACKED_RESTORE_INTERVAL": "0.5",
+             "PIPELINE_UNACKED_RESTORE_THROTTLE": "1"}
+    stack = make_stack(tmp_path)  # the CLI keeps the default timeout, which --sleep 8 must stay below
+    try:
+        for name in ("first", "second"):
+            stack.worker("--pool", "threads", "--concurrency", "2", name=name, env_extra=short)
+        run_id = stack.submit("--alphas", "1.0", "--sleep", "8")
+        waited = stack.cli("wait", run_id, "--json", timeout=300)
+        assert waited.returncode == 0, waited.stderr
+        assert_completed_once(stack, run_id, ["1.0"], {})
+        assert not any("reclaimed" in w.text() for w in stack.workers)
+    finally:
+        stack.close()
+
+
+def test_a_worker_back_after_it_was_declared_dead_has_its_late_result_ignored(tmp_path):
+    """The worker running train_model is frozen (SIGSTOP: a long GC pause, a host cut off and
+    plugged back) until its heartbeat expires and a live worker begins the task again; then it
+    resumes and ends its attempt first. The ledger refuses that late result: the task's end,
+    output and successor come from the live worker's attempt, and nothing runs twice after it."""
+    quick = {"PIPELINE_WORKER_TTL": "3", "PIPELINE_WORKER_HEARTBEAT": "1", "PIPELINE_RECLAIM_INTERVAL": "1"}
+    sleep = 8.0
+    stack = make_stack(tmp_path, **quick)
+    try:
+        frozen = stack.worker("--pool", "threads", "--concurrency", "1", name="frozen")
+        ledger = stack.ledger()
+        train = flow.train_key(0)
+        run_id = stack.submit("--alphas", "1.0", "--sleep", str(sleep))
+        poll(lambda: running(ledger, run_id, [train]), "train_model to run on the first worker", 120)
+        first_start = ledger.tasks(run_id, [train])[0]["started"]
+        live = stack.worker("--pool", "threads", "--concurrency", "2", name="live")
+        os.killpg(frozen.proc.pid, signal.SIGSTOP)
+        try:
+            poll(lambda: ledger.tasks(run_id, [train])[0]["attempts"] == 2, "the live worker to take train_model over",
+                 60)
+            second_start = ledger.tasks(run_id, [train])[0]["started"]
+            time.sleep(max(0.0, first_start + sleep + 0.5 - time.time()))  # the frozen attempt's sleep is over
+        finally:
+            os.killpg(frozen.proc.pid, signal.SIGCONT)
+        resumed = time.time()
+        assert ledger.task_states(run_id)[train] == "Running", "the live attempt ended before the test resumed"
+        poll(lambda: "late attempt ignored" in frozen.text(), "the frozen worker to end its attempt", 60)
+
+        waited = stack.cli("wait", run_id, "--json", timeout=300)
+        assert waited.returncode == 0, (waited.stderr, live.text())
+        row = ledger.tasks(run_id, [train])[0]
+        assert (row["state"], row["attempts"]) == ("Success", 2)
+        assert row["ended"] - second_start >= sleep - 0.5, "the task's end is the late attempt's, not the live one's"
+        assert row["ended"] > resumed
+        lines = log_lines(ledger, run_id)
+        for key in flow.task_keys(1):
+            stage = key.split("[")[0]
+            if key != train:
+                assert lines.count((key, f"{stage} begin")) == 1, (key, lines)
+                assert ledger.tasks(run_id, [key])[0]["attempts"] == 1
+        score = ledger.outputs(run_id, [flow.evaluate_key(0)])[flow.evaluate_key(0)]["score"]
+        assert score == tutorial_score(17, 100, 1.0)
+        r = stack.redis.client()
+        poll(lambda: r.hlen("unacked") == 0 and r.hlen(OWNERS_KEY) == 0, "every message acknowledged", 10)
+    finally:
+        stack.close()
