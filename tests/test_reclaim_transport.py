@@ -102,3 +102,22 @@ def test_a_worker_back_from_the_dead_neither_acks_nor_restores_what_another_hold
     assert queued(r) == [] and r.hget(OWNERS_KEY, "t-taken") == "taker@h/3"
     qos.restore_by_tag("t-mine")
     assert queued(r) == ["t-mine"] and r.hkeys("unacked") == ["t-taken"]
+
+
+def test_visibility_timeout_restores_what_this_worker_took_on_a_lost_connection(clean_redis, channels,
+                                                                                  monkeypatch):
+    """After Redis went away, a message this worker took on its earlier connection is acked to a
+    closed channel (issue 19): it counts as held by nobody once the timeout passed; what it holds
+    on its current connection stays."""
+    from pipeline.worker import liveness
+
+    r = clean_redis.client()
+    monkeypatch.setattr(liveness, "current_owner", lambda: "me@h/1")
+    r.set(heartbeat_key("me@h/1"), "{}", px=60000)
+    old = time() - 3600
+    hold(r, "t-earlier", "me@h/1", old)
+    hold(r, "t-current", "me@h/1", old)
+    qos = channels[0].qos
+    qos._delivered["t-current"] = object()
+    qos.restore_visible(num=None, interval=1)
+    assert queued(r) == ["t-earlier"] and r.hkeys("unacked") == ["t-current"]
