@@ -72,9 +72,9 @@ def web(clean_redis, worker, tmp_path):
     stop_process(proc)
 
 
-def failed_run(env: dict, alphas=("1.0", "0.1")) -> str:
+def failed_run(env: dict, alphas=("1.0", "0.1"), sleep: str = "0") -> str:
     """A sweep whose every train_model attempt fails (--fail-rate 1): Failed, evaluates and cleanups blocked."""
-    result = run_cli("sweep", "--alphas", *alphas, "--fail-rate", "1", "--json", env=env)
+    result = run_cli("sweep", "--alphas", *alphas, "--fail-rate", "1", "--sleep", sleep, "--json", env=env)
     assert result.returncode == 1, result.stderr
     return json.loads(result.stdout)["run_id"]
 
@@ -157,13 +157,16 @@ def test_restart_and_cancel_are_authenticated_posts_with_the_xsrf_token(web, cle
     assert browser.get(f"/runs/{run_id}/restart")[0] == 405
     assert browser.json(f"/api/runs/{run_id}")["state"] == "Failed"  # none of these restarted it
 
-    ledger_for(clean_redis.url).update_run(run_id, params={**browser.json(f"/api/runs/{run_id}")["params"],
-                                                          "fail_rate": 0.0})
-    status, headers, _body = browser.request(f"/runs/{run_id}/restart", data={"_xsrf": token})
+    browser.request(f"/runs/{run_id}/restart", data={"_xsrf": token, "fail_rate": "2"})
+    assert "error: fail rate 2.0 is outside 0..1" in browser.get(f"/runs/{run_id}")[2]  # the CLI's line
+    assert browser.json(f"/api/runs/{run_id}")["state"] == "Failed"
+
+    status, headers, _body = browser.request(f"/runs/{run_id}/restart", data={"_xsrf": token, "fail_rate": "0"})
     assert status == 303 and headers["Location"] == f"/runs/{run_id}"
     poll(lambda: browser.json(f"/api/runs/{run_id}")["state"] == "Success", "the restarted run's Success", 60)
+    assert browser.json(f"/api/runs/{run_id}")["params"]["fail_rate"] == 0.0
     status, _headers, page = browser.get(f"/runs/{run_id}")
-    assert f"run {run_id} restarted (failed tasks): 9 task(s) run again" in page
+    assert f"run {run_id} restarted (failed tasks): 9 task(s) run again, fail_rate 0.0" in page
 
     status, _headers, _body = browser.request(f"/runs/{run_id}/restart", data={"_xsrf": token})
     _status, _headers, page = browser.get(f"/runs/{run_id}")

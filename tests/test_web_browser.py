@@ -9,7 +9,6 @@ import shutil
 import pytest
 
 from conftest import FLOWER_AUTH, ROOT, run_cli
-from test_sweep_integration import ledger_for
 from test_web import cli_json, failed_run, web  # noqa: F401 (web is a fixture)
 
 CHROMIUM = shutil.which("chromium")
@@ -23,7 +22,7 @@ playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in
 def test_failed_run_page_restart_to_success_in_chromium(web, clean_redis):  # noqa: F811
     browser_http, env = web
     cli_json(env, "sweep", "--alphas", "1.0", "0.1", "0.01")
-    run_id = failed_run(env, alphas=("1.0", "0.1", "0.01"))
+    run_id = failed_run(env, alphas=("1.0", "0.1", "0.01"), sleep="1")  # 1 s a stage: the page sees it run
     user, password = FLOWER_AUTH.split(":")
     SHOTS.mkdir(parents=True, exist_ok=True)
 
@@ -46,12 +45,10 @@ def test_failed_run_page_restart_to_success_in_chromium(web, clean_redis):  # no
         assert all(blocked.nth(i).inner_text().endswith("blocked") for i in range(blocked.count()))
         page.screenshot(path=str(SHOTS / "run_failed.png"), full_page=True)
 
-        # what `restart --fail-rate 0` records; each restarted stage sleeps 1 s so the page sees it run
-        book = ledger_for(clean_redis.url)
-        book.update_run(run_id, params={**book.get_run(run_id)["params"], "fail_rate": 0.0, "sleep": 1.0})
+        page.fill("#restart-fail-rate", "0")  # restart --fail-rate 0
         page.click("#restart-button")
         page.wait_for_url(f"**/runs/{run_id}")
-        assert "restarted (failed tasks)" in page.locator("#notice").inner_text()
+        assert "restarted (failed tasks): 12 task(s) run again, fail_rate 0.0" in page.locator("#notice").inner_text()
         assert page.locator("#run-state").inner_text() in ("Pending", "Running")
         page.evaluate("window.notReloaded = true")
         page.locator("#run-state", has_text="Success").wait_for(timeout=90_000)

@@ -9,20 +9,39 @@ from __future__ import annotations
 
 from typing import Callable
 
+from pipeline.validation import BadInput
 from pipeline.web.base import PipelineHandler, ledger, settings
 from pipeline.web.runs import NOTICE_COOKIE
 
 
-def restart(run_id: str) -> str:
-    """Restart ``run_id`` as ``python cli.py restart RUN_ID --no-wait`` does; the line to show."""
+def overrides_from_form(form: dict[str, str]) -> dict:
+    """``restart --fail-rate/--retries/--retry-delay`` from the form (blank: keep); BadInput if bad."""
+    from pipeline.cli.control import restart_overrides
+
+    values = {name: (form.get(name) or "").strip() for name in ("fail_rate", "retries", "retry_delay")}
+    parsed = {}
+    for name, text in values.items():
+        kind = int if name == "retries" else float
+        try:
+            parsed[name] = kind(text) if text else None
+        except ValueError:
+            raise BadInput(f"{name.replace('_', '-')} {text!r} is not a {'whole ' if kind is int else ''}number") from None
+    return restart_overrides(parsed["fail_rate"], parsed["retries"], parsed["retry_delay"],
+                             settings().visibility_timeout)
+
+
+def restart(run_id: str, form: dict[str, str]) -> str:
+    """Restart ``run_id`` as ``python cli.py restart RUN_ID [--fail-rate ...] --no-wait`` does; the line to show."""
     from pipeline.runs.restart import restart_run
 
-    done = restart_run(ledger(), run_id, settings().stuck_after)
+    overrides = overrides_from_form(form)
+    done = restart_run(ledger(), run_id, settings().stuck_after, overrides=overrides)
     why = "stuck run" if done.stuck else "failed tasks"
-    return f"run {run_id} restarted ({why}): {len(done.keys)} task(s) run again"
+    changed = "".join(f", {name} {value}" for name, value in (done.overrides or {}).items())
+    return f"run {run_id} restarted ({why}): {len(done.keys)} task(s) run again{changed}"
 
 
-def cancel(run_id: str) -> str:
+def cancel(run_id: str, form: dict[str, str]) -> str:
     """Cancel ``run_id`` as ``python cli.py cancel RUN_ID`` does; the line to show."""
     from pipeline.runs.cancel import cancel_run
 
@@ -30,7 +49,7 @@ def cancel(run_id: str) -> str:
     return f"run {run_id} cancelled: {len(done.stopped)} task(s) stopped; Restart runs them again"
 
 
-ACTIONS: dict[str, Callable[[str], str]] = {"restart": restart, "cancel": cancel}
+ACTIONS: dict[str, Callable[[str, dict[str, str]], str]] = {"restart": restart, "cancel": cancel}
 
 
 class RunAction(PipelineHandler):
@@ -42,9 +61,10 @@ class RunAction(PipelineHandler):
 
         self.require_actions()
         run_id = self.run_id_arg(run_id)
+        form = {name: self.arg(name, "") or "" for name in ("fail_rate", "retries", "retry_delay")}
         try:
-            message = await self.off_loop(ACTIONS[action], run_id)
-        except (RestartRefused, CancelRefused) as exc:
+            message = await self.off_loop(ACTIONS[action], run_id, form)
+        except (RestartRefused, CancelRefused, BadInput) as exc:
             message = f"error: {exc}"
         self.set_secure_cookie(NOTICE_COOKIE, message, expires_days=None)
         self.redirect(f"/runs/{run_id}", status=303)
