@@ -104,6 +104,10 @@ class Settings:
     submit_lease: float = 60.0
     """``PIPELINE_SUBMIT_LEASE``: seconds a claim to send a run's canvas holds before another may take it."""
 
+    version_backoff: float = 2.0
+    """``PIPELINE_VERSION_BACKOFF``: seconds a worker holds a task of a run recorded under
+    another flow version before handing it back to its queue (so it does not spin on it)."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         """Read every setting from ``env`` (default: ``os.environ``)."""
@@ -131,6 +135,7 @@ class Settings:
             beat_interval=_float(env, "PIPELINE_BEAT_INTERVAL", 0.0),
             schedule_label=env.get("PIPELINE_SCHEDULE_LABEL") or None,
             submit_lease=_float(env, "PIPELINE_SUBMIT_LEASE", 60.0),
+            version_backoff=_float(env, "PIPELINE_VERSION_BACKOFF", 2.0),
         )
 
     @property

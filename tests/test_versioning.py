@@ -5,10 +5,17 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from conftest import ROOT, pipeline_env, run_cli
+import pytest
+
+from conftest import ROOT, pipeline_env, poll, run_cli, start_worker, stop_process
+from pipeline.definition import flow
 from pipeline.ledger import versions as versioning
+from pipeline.ledger.records import Ledger
+from pipeline.redis_conn import make_client
+from test_stages import tutorial_score
 SOURCE = '''
 def train(x, alpha=1.0):
     """Fit."""
@@ -85,3 +92,62 @@ def test_runs_record_the_version_and_flows_lists_them(clean_redis, tmp_path):
     versions = json.loads(result.stdout)
     assert [(v["version"], v["runs"], v["current"]) for v in versions] == [(1, 1, True), (2, 1, False)]
     assert versions[0]["first_seen"].endswith("Z") and versions[0]["digest"] == versioning.current_digest()
+
+
+@pytest.mark.slow
+def test_a_worker_of_other_code_never_computes_a_run_and_one_of_its_version_does(clean_redis, tmp_path):
+    """A worker from a copy whose stages.py differs (the split seed) hands the run's tasks back
+    unbegun; ``sweep`` says no worker runs the run's version; ``flows`` shows who runs what;
+    a worker of the run's version then computes the tutorial's R^2."""
+    label = "versions-mixed"
+    env = pipeline_env(clean_redis.url, PIPELINE_ARTIFACTS=str(tmp_path / "artifacts"), PIPELINE_VERSION_BACKOFF="0.2")
+    changed = copy_project(tmp_path / "changed")
+    edit(changed / "pipeline" / "definition" / "stages.py", "SPLIT_SEED = 23", "SPLIT_SEED = 24")
+    theirs, mine = versioning.package_digest(changed / "pipeline" / "definition"), versioning.current_digest()
+    workers = [start_worker(clean_redis.url, tmp_path / "other.log", "--label", label, "--pool", "threads",
+                            "--concurrency", "2", env=env, cwd=changed,
+                            command=(sys.executable, str(changed / "cli.py"), "worker"))]
+    try:
+        sent = run_cli("sweep", "--alphas", "1.0", "--label", label, "--no-wait", "--json", env=env)
+        assert sent.returncode == 0, sent.stderr
+        run_id = json.loads(sent.stdout)["run_id"]
+        client = clean_redis.client()
+        name = {d: versioning.version_name(versioning.version_of(client, d), d) for d in (mine, theirs)}
+        assert (f"no live worker of queue {label!r} runs this code's flow {name[mine]} (they run {name[theirs]}); "
+                "the run waits queued until one does") in sent.stderr, sent.stderr
+
+        flows = run_cli("flows", "--json", env=env)
+        assert flows.returncode == 0, flows.stderr
+        by_digest = {v["digest"]: v for v in json.loads(flows.stdout)}
+        assert by_digest[mine]["workers"] == [] and by_digest[mine]["current"]
+        assert [w.split("@")[0] for w in by_digest[theirs]["workers"]] == [f"{label}.{workers[0].proc.pid}"]
+
+        refusal = (f"not running download_dataset: run {run_id} was submitted under flow {name[mine]}, "
+                   f"this worker runs {name[theirs]}")
+        poll(lambda: refusal in workers[0].text(), "the other worker to refuse the run", timeout=60)
+        time.sleep(2)  # about ten more hand-backs at 0.2 s each
+        book = Ledger(make_client(clean_redis.url), 3600)
+        assert [(r["state"], r["attempts"]) for r in book.tasks(run_id, flow.task_keys(1))] == [("Pending", 0)] * len(flow.task_keys(1))
+        assert book.get_run(run_id)["state"] == "Pending" and not (tmp_path / "artifacts" / run_id).exists()
+
+        workers.append(start_worker(clean_redis.url, tmp_path / "mine.log", "--label", label, "--pool", "threads",
+                                    env=env))
+        waited = run_cli("wait", run_id, "--json", env=env)
+        assert waited.returncode == 0, waited.stderr
+        assert json.loads(waited.stdout)["results"] == {"1.0": tutorial_score(17, 100, 1.0)}
+        assert {r["attempts"] for r in book.tasks(run_id, flow.task_keys(1))} == {1}
+        assert "download_dataset begin" not in workers[0].text()
+    finally:
+        for w in workers:
+            stop_process(w.proc)
+
+
+def test_begin_refuses_a_run_of_another_digest_and_changes_nothing(clean_redis):
+    book = Ledger(make_client(clean_redis.url), 3600)
+    keys = flow.task_keys(1)
+    assert book.create_run("r-digest", {"id": "r-digest", "params": {"alphas": [1.0]}, "state": "Pending",
+                                        "digest": "a" * 64}, keys)
+    assert book.begin_task("r-digest", flow.DOWNLOAD, digest="b" * 64).verdict == "version"
+    assert book.begin_read("r-digest", flow.DOWNLOAD, digest="b" * 64).begin.verdict == "version"
+    assert book.tasks("r-digest", [flow.DOWNLOAD])[0]["attempts"] == 0 and book.get_run("r-digest")["state"] == "Pending"
+    assert book.begin_task("r-digest", flow.DOWNLOAD, digest="a" * 64).verdict == "run"

@@ -127,10 +127,12 @@ def logs(run_id: str, task_key: str | None, follow: bool, as_json: bool) -> None
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of the table.")
 def flows(as_json: bool) -> None:
-    """List flow versions with first-seen time and run count ('*' marks this code's version).
+    """List flow versions with first-seen time, run count and the live workers running each
+    ('*' marks this code's version).
 
     The version grows when the parsed code of the stages, the flow's shape or the canvas
-    builder changes; comments, formatting and docstrings do not count.
+    builder changes; comments, formatting and docstrings do not count. A run's tasks run
+    only on workers of the version it was submitted under.
     """
     from pipeline.cli.report import print_json
     from pipeline.cli.views import flows_table

@@ -142,9 +142,11 @@ def next_steps(doc: dict[str, Any]) -> list[str]:
 
 
 def flows_table(versions: list[dict[str, Any]]) -> str:
-    """The ``flows`` table: version, first seen, runs, digest; ``*`` marks this code's version."""
+    """The ``flows`` table: version, first seen, runs, digest, live workers running it;
+    ``*`` marks this code's version."""
     if not versions:
         return "no flow versions recorded yet"
-    rows = [(f"v{v['version']}{' *' if v['current'] else ''}", v["first_seen"], v["runs"], v["digest"][:12])
+    rows = [(f"{'v' + str(v['version']) if v['version'] else '?'}{' *' if v['current'] else ''}", v["first_seen"],
+             v["runs"], v["digest"][:12], " ".join(v.get("workers", [])) or "-")
             for v in versions]
-    return table(("version", "first seen", "runs", "digest"), rows)
+    return table(("version", "first seen", "runs", "digest", "live workers"), rows)

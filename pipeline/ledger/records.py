@@ -115,13 +115,16 @@ class Ledger:
         return [raw for raw in pipe.execute() if raw]
 
     # -- tasks ------------------------------------------------------------------------
-    def begin_task(self, run_id: str, key: str, task_id: str = "") -> Begin:
+    def begin_task(self, run_id: str, key: str, task_id: str = "", digest: str = "") -> Begin:
         """Mark ``key`` Running and count an attempt, unless it must not run (see Begin).
 
         ``task_id``: the Celery id of the message; a message the run no longer expects
         (a restart re-sent the task under another id) gets verdict ``stale``.
+        ``digest``: the flow-version digest of the caller's code; a run recorded under
+        another digest gets verdict ``version`` and nothing changes.
         """
-        verdict, attempts = self._begin(keys=self.keys(run_id), args=[self.ttl, repr(time.time()), key, task_id or ""])
+        args = [self.ttl, repr(time.time()), key, task_id or "", digest or ""]
+        verdict, attempts = self._begin(keys=self.keys(run_id), args=args)
         return Begin(verdict, int(attempts))
 
     def set_retrying(self, run_id: str, key: str, error: str, task_id: str = "", attempt: int = 0) -> None:
@@ -292,10 +295,23 @@ class Ledger:
         versions.count_run(self.r, version)
 
     def version_table(self) -> list[dict]:
-        """Every flow version, oldest first (see :func:`pipeline.ledger.versions.version_table`)."""
+        """Every flow version, oldest first, with the live workers running each
+        (see :func:`pipeline.ledger.versions.version_table`)."""
+        from pipeline.ledger import versions, workers
+
+        return versions.version_table(self.r, workers.worker_records(self.r))
+
+    def version_of(self, digest: str) -> int | None:
+        """The number of flow version ``digest`` (None: not registered)."""
         from pipeline.ledger import versions
 
-        return versions.version_table(self.r)
+        return versions.version_of(self.r, digest)
+
+    def worker_records(self) -> dict[str, dict]:
+        """Live worker (``<node name>/<pid>``) -> its record: queues, flow-version digest, ..."""
+        from pipeline.ledger import workers
+
+        return workers.worker_records(self.r)
 
     def live_workers(self) -> dict[str, list[str]]:
         """Live worker (``<node name>/<pid>``) -> the queues it consumes."""
@@ -324,17 +340,19 @@ class Ledger:
 
     # -- one round trip a task ------------------------------------------------------
     def begin_read(
-        self, run_id: str, key: str, read: Iterable[str] = (), known_created: str = "", task_id: str = ""
+        self, run_id: str, key: str, read: Iterable[str] = (), known_created: str = "", task_id: str = "",
+        digest: str = "",
     ) -> BeginRead:
         """:meth:`begin_task`, and in the same round trip what the task needs to run.
 
         Also returns the run's ``created`` and ``artifacts`` fields, its parameters unless
         ``known_created`` equals ``created`` (the caller already has them), and the stored
         outputs of the task keys ``read`` (missing ones left out). ``task_id``: the Celery
-        id of the message (a stale one gets verdict ``stale``, as with :meth:`begin_task`).
+        id of the message (a stale one gets verdict ``stale``, as with :meth:`begin_task`);
+        ``digest``: the caller's flow-version digest (verdict ``version`` if the run's differs).
         """
         read = list(read)
-        begin_args = [self.ttl, repr(time.time()), key, task_id or ""]
+        begin_args = [self.ttl, repr(time.time()), key, task_id or "", digest or ""]
         args = [*begin_args, known_created, *read, len(begin_args)]
         reply = self._script("BEGIN_READ")(keys=self.keys(run_id), args=args)
         verdict, attempts, created, artifacts, params, *outputs = reply

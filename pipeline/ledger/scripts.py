@@ -108,7 +108,9 @@ return 1
 """
 
 BEGIN = _COMMON + """
--- ARGV: ttl, now, key, Celery task id.  Returns {verdict, attempts}
+-- ARGV: ttl, now, key, Celery task id, flow-version digest of the caller's code ('' or
+-- absent: not checked).  Returns {verdict, attempts}; verdict 'version' (nothing
+-- changed) when the run was recorded under another digest: this code must not run it.
 local ttl, now, key = ARGV[1], ARGV[2], ARGV[3]
 local st = redis.call('HGET', KEYS[2], key)
 if not st then return {'missing', '0'} end
@@ -116,6 +118,10 @@ if stale(key, ARGV[4]) then return {'stale', '0'} end
 if st == 'Success' then return {'success', '0'} end
 if redis.call('HGET', KEYS[1], 'cancelled') == '1' then return {'cancelled', '0'} end
 if terminal(st) then return {'terminal', '0'} end
+if ARGV[5] and ARGV[5] ~= '' then
+  local wanted = redis.call('HGET', KEYS[1], 'digest')
+  if wanted and wanted ~= '' and wanted ~= ARGV[5] then return {'version', '0'} end
+end
 keep_attempt(key, st)
 redis.call('HSET', KEYS[2], key, 'Running')
 local n = redis.call('HINCRBY', KEYS[3], key, 1)

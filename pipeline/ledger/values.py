@@ -63,7 +63,7 @@ def iso(ts: float | str | None) -> str | None:
 class Begin:
     """What :meth:`Ledger.begin_task` decided: run the body, or why not."""
 
-    verdict: str  # "run", "success", "cancelled", "terminal", "missing" or "stale"
+    verdict: str  # "run", "success", "cancelled", "terminal", "missing", "stale" or "version"
     attempts: int = 0
 
 

@@ -91,6 +91,17 @@ def register(client: redis.Redis, digest: str | None = None) -> dict:
     return json.loads(raw)
 
 
+def version_of(client: redis.Redis, digest: str) -> int | None:
+    """The number of flow version ``digest`` (None: never registered)."""
+    raw = client.hget(f"{KEY_PREFIX}:flows", digest)
+    return None if raw is None else int(json.loads(raw)["version"])
+
+
+def version_name(version: int | None, digest: str) -> str:
+    """How messages name a flow version: ``v3 (digest 1a2b3c4d5e6f)``."""
+    return f"{'v' + str(version) if version else 'an unregistered version'} (digest {digest[:12]})"
+
+
 def count_run(client: redis.Redis, version: int) -> None:
     """Count one more run of flow ``version``."""
     client.hincrby(f"{KEY_PREFIX}:flows:runs", str(version), 1)
@@ -102,18 +113,27 @@ def all_versions(client: redis.Redis) -> list[dict]:
     return sorted(records, key=lambda r: r["version"])
 
 
-def version_table(client: redis.Redis) -> list[dict]:
-    """Every version, oldest first: version, first_seen (unix), digest, runs, current.
+def version_table(client: redis.Redis, workers: dict[str, dict] | None = None) -> list[dict]:
+    """Every version, oldest first: version, first_seen (unix), digest, runs, current, workers.
 
     ``runs`` counts the runs ever recorded with that version (expired and pruned ones
-    included); ``current`` marks the version of the code this process runs.
+    included); ``current`` marks the version of the code this process runs; ``workers``
+    names the live workers running it, from ``workers`` (name -> worker record, see
+    :mod:`pipeline.ledger.workers`). A digest live workers run that no version has (its
+    record was lost) gets a row of its own with version None.
     """
     counts = client.hgetall(f"{KEY_PREFIX}:flows:runs")
     mine = current_digest()
-    return [
-        {**record, "runs": int(counts.get(str(record["version"]), 0)), "current": record["digest"] == mine}
+    by_digest: dict[str, list[str]] = {}
+    for name, record in sorted((workers or {}).items()):
+        by_digest.setdefault(record.get("digest") or "", []).append(name)
+    table = [
+        {**record, "runs": int(counts.get(str(record["version"]), 0)), "current": record["digest"] == mine,
+         "workers": by_digest.pop(record["digest"], [])}
         for record in all_versions(client)
     ]
+    return table + [{"version": None, "first_seen": None, "digest": digest, "runs": 0, "current": digest == mine,
+                     "workers": names} for digest, names in by_digest.items()]
 
 
 def version_documents(table: list[dict]) -> list[dict]:

@@ -1,6 +1,7 @@
 """Live workers' records in Redis: one short-lived key per worker process, no broadcast.
 
-``pipeline:workers:<node name>/<pid>`` = JSON ``{"hostname", "pid", "queues", "seen"}``,
+``pipeline:workers:<node name>/<pid>`` = JSON ``{"hostname", "pid", "queues", "digest",
+"seen"}`` (``digest``: the flow-version digest of the code it runs, see versions.py),
 written with an expiry (a killed worker's key expires on its own). The worker side keeps
 its record fresh (:mod:`pipeline.worker.liveness`); the CLI reads them all at submission.
 """
@@ -31,17 +32,23 @@ def delete_worker(client: redis.Redis, key: str) -> None:
     client.delete(key)
 
 
-def live_workers(client: redis.Redis) -> dict[str, list[str]]:
-    """Live worker key suffix (``<node name>/<pid>``) -> the queues it consumes."""
+def worker_records(client: redis.Redis) -> dict[str, dict]:
+    """Live worker key suffix (``<node name>/<pid>``) -> its record (queues, digest, ...)."""
     keys = sorted(client.scan_iter(match=f"{WORKERS_PREFIX}*", count=500))
     if not keys:
         return {}
-    out: dict[str, list[str]] = {}
+    out: dict[str, dict] = {}
     for key, raw in zip(keys, client.mget(keys)):
         if raw is None:  # expired between SCAN and MGET
             continue
         try:
-            out[key[len(WORKERS_PREFIX):]] = list(json.loads(raw).get("queues", []))
-        except (ValueError, AttributeError):
+            record = json.loads(raw)
+            out[key[len(WORKERS_PREFIX):]] = {**record, "queues": list(record.get("queues", []))}
+        except (ValueError, AttributeError, TypeError):
             continue
     return out
+
+
+def live_workers(client: redis.Redis) -> dict[str, list[str]]:
+    """Live worker key suffix (``<node name>/<pid>``) -> the queues it consumes."""
+    return {name: record["queues"] for name, record in worker_records(client).items()}

@@ -43,8 +43,9 @@ def lost_record_message(run_id: str, directory: str | None = None) -> str:
 def stuck_reason(ledger: Ledger, run: dict[str, Any], stuck_after: float, now: float | None = None) -> str | None:
     """Why ``run`` is stuck, or None while it is not (the rule of :func:`is_stuck`).
 
-    No live worker consumes the run's queue (the run waits for one), else the run made
-    no progress for longer than its threshold though some worker consumes the queue.
+    No live worker consumes the run's queue (the run waits for one), or none of those runs
+    the run's flow version (its tasks wait for one), else the run made no progress for
+    longer than its threshold though some worker consumes the queue.
     """
     from pipeline.worker.liveness import consumers_of
 
@@ -56,4 +57,7 @@ def stuck_reason(ledger: Ledger, run: dict[str, Any], stuck_after: float, now: f
     limit = f"no progress for {idle:.0f} s (limit {stuck_threshold(run, stuck_after):g} s, PIPELINE_STUCK_AFTER)"
     if not consumers_of(ledger, queue):
         return f"no live worker consumes its queue {queue!r}; {limit}"
+    if run.get("digest") and not consumers_of(ledger, queue, run["digest"]):
+        return (f"no live worker of its queue {queue!r} runs its flow version v{run.get('version')} "
+                f"(python cli.py flows shows who runs what); {limit}")
     return f"{limit} though a live worker consumes its queue {queue!r} (a lost message or chord counter?)"

@@ -16,6 +16,7 @@ from pipeline.definition.canvas import build_canvas
 from pipeline.celery_app import app
 from pipeline.runs.dispatch import send_recorded
 from pipeline.ledger.records import Ledger
+from pipeline.ledger.versions import current_digest
 from pipeline.ledger.values import FINISHED_RUN_STATES, RunState
 from pipeline.definition.naming import DEFAULT_N_SAMPLES, alpha_name
 from pipeline.settings import DEFAULT_QUEUE, get_settings
@@ -87,6 +88,7 @@ def submit_run(ledger: Ledger, request: RunRequest, run_id: str | None = None) -
         "id": run_id,
         "flow": flow.FLOW_NAME,
         "version": version,
+        "digest": current_digest(),  # workers of other code never run its tasks (see worker/taskstart.py)
         "params": request.params(),
         "label": request.label or "",
         "queue": request.queue,

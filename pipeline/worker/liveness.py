@@ -1,7 +1,8 @@
-"""Which queues live workers consume: a short-lived Redis record per worker, no broadcast.
+"""Which queues live workers consume, and which code: a short-lived Redis record per worker.
 
 Each worker process (through :class:`WorkerRecordStep`, a bootstep of the worker
-blueprint) writes its record (:mod:`pipeline.ledger.workers`: the queues it consumes)
+blueprint) writes its record (:mod:`pipeline.ledger.workers`: the queues it consumes and
+the flow-version digest of its code, registered as a version when it starts)
 with an expiry of ``PIPELINE_WORKER_TTL`` seconds (15), rewrites it every
 ``PIPELINE_WORKER_HEARTBEAT`` seconds (5) from a daemon thread, and deletes it when it
 stops. A killed worker's record expires on its own. The CLI reads the records with SCAN
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from celery import bootsteps, signals
 
+from pipeline.ledger import versions
 from pipeline.ledger.workers import delete_worker, worker_key, write_worker
 from pipeline.settings import DEFAULT_QUEUE, Settings, get_settings
 
@@ -52,11 +54,13 @@ class WorkerRecord:
     """Writes, refreshes and deletes one worker's record of the queues it consumes."""
 
     def __init__(self, clients: "redis.Redis | list[redis.Redis]", hostname: str, queues,
-                 settings: Settings) -> None:
+                 settings: Settings, digest: str = "") -> None:
         """``clients``: the Redis (or several: the ledger's and the broker's) to write to;
-        ``queues``: a callable returning the queue names consumed now (they can change)."""
+        ``queues``: a callable returning the queue names consumed now (they can change);
+        ``digest``: the flow-version digest of the code this worker runs."""
         self.clients = clients if isinstance(clients, list) else [clients]
         self.client = self.clients[0]
+        self.digest = digest
         self.hostname = hostname
         self.pid = os.getpid()
         self.owner = f"{hostname}/{self.pid}"
@@ -73,7 +77,8 @@ class WorkerRecord:
 
     def write(self) -> None:
         """Write the record now, with a fresh expiry."""
-        record = {"hostname": self.hostname, "pid": self.pid, "queues": sorted(self.queues()), "seen": time.time()}
+        record = {"hostname": self.hostname, "pid": self.pid, "queues": sorted(self.queues()),
+                  "digest": self.digest, "seen": time.time()}
         for client in self.clients:
             write_worker(client, self.key, record, self.ttl_ms)
         self._written(time.monotonic())
@@ -104,8 +109,10 @@ class WorkerRecord:
                 log.warning("could not refresh worker record %s: %s", self.key, exc)
 
     def start(self) -> None:
-        """Write the record and start refreshing it."""
+        """Register this code's flow version, write the record and start refreshing it."""
         try:
+            if self.digest:
+                versions.register(self.client, self.digest)  # so `flows` can number it
             self.write()
         except Exception as exc:
             log.warning("could not write worker record %s: %s", self.key, exc)
@@ -160,13 +167,19 @@ class WorkerRecordStep(bootsteps.StartStopStep):
         def queues() -> list[str]:
             return list(app.amqp.queues.consume_from.keys())
 
-        _current = WorkerRecord([shared_client(u) for u in urls], worker.hostname, queues, get_settings())
+        # Here, before the pool starts: prefork children inherit the digest of the code
+        # loaded now, not of files edited later on disk.
+        digest = versions.current_digest()
+        _current = WorkerRecord([shared_client(u) for u in urls], worker.hostname, queues, get_settings(), digest)
         return _current
 
 
-def consumers_of(ledger: Ledger, queue: str) -> list[str]:
-    """The live workers consuming ``queue``."""
-    return [name for name, queues in ledger.live_workers().items() if queue in queues]
+def consumers_of(ledger: Ledger, queue: str, digest: str | None = None) -> list[str]:
+    """The live workers consuming ``queue`` (with ``digest``: only those running that flow version)."""
+    if digest is None:
+        return [name for name, queues in ledger.live_workers().items() if queue in queues]
+    return [name for name, record in ledger.worker_records().items()
+            if queue in record["queues"] and record.get("digest") == digest]
 
 
 def unconsumed_message(ledger: Ledger, queue: str, embedded_url: str | None = None) -> str | None:
@@ -184,3 +197,20 @@ def unconsumed_message(ledger: Ledger, queue: str, embedded_url: str | None = No
     if embedded_url:
         command = f"CELERY_BROKER_URL={embedded_url} {command}"
     return f"no live worker consumes queue {queue!r}; the run waits queued until one starts: {command}"
+
+
+def version_message(ledger: Ledger, queue: str, digest: str, embedded_url: str | None = None) -> str | None:
+    """One line saying no live worker of ``queue`` runs the flow version ``digest`` (None
+    when one does, or when none consumes the queue at all: :func:`unconsumed_message`)."""
+    records = [r for r in ledger.worker_records().values() if queue in r["queues"]]
+    if not records or any(r.get("digest") == digest for r in records):
+        return None
+    theirs = sorted({r.get("digest") or "" for r in records})
+    named = ", ".join(versions.version_name(ledger.version_of(d), d) if d else "an unknown version" for d in theirs)
+    if embedded_url and queue == DEFAULT_QUEUE:
+        fix = "python cli.py stop, then submit again (the embedded worker starts anew from this code)"
+    else:
+        fix = f"start a worker from this code: python cli.py worker --label {shlex.quote(queue)}"
+    return (f"no live worker of queue {queue!r} runs this code's flow "
+            f"{versions.version_name(ledger.version_of(digest), digest)} (they run {named}); "
+            f"the run waits queued until one does: {fix}")

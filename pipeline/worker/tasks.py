@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 import traceback
 from datetime import datetime
 from typing import Any, Callable
@@ -28,7 +29,7 @@ from pipeline.worker.logcapture import capture_lines
 from pipeline.redis_conn import shared_client
 from pipeline.settings import get_settings
 from pipeline.worker.taskfiles import LedgerFileBook
-from pipeline.worker.taskstart import start_task
+from pipeline.worker.taskstart import VersionMismatch, start_task
 from pipeline.validation import BadInput, check_artifacts_root
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,9 @@ def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     everything downstream TriggerFailed. The files it writes are recorded in the run
     record and the files it reads checked against it (:class:`LedgerFileBook`). Nothing runs for a
     cancelled run, nor for a stale message (one the run no longer expects since a restart
-    re-sent its task under another Celery id).
+    re-sent its task under another Celery id), nor by a worker whose code is not the flow
+    version the run was submitted under: the message goes back to its queue for a worker
+    of that version (:func:`hand_back_to_matching_worker`).
 
     When the run record cannot be reached (Redis down for longer than the client's
     retries), nothing is recorded and the stage does not count as failed: the message is
@@ -89,6 +92,28 @@ def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     except RECORD_UNREACHABLE as exc:
         log.warning("run record of %s unreachable during %s (%s): handing the message back", run_id, key, exc)
         raise Reject(exc, requeue=True) from exc
+    except VersionMismatch as exc:
+        hand_back_to_matching_worker(run_id, key, exc)
+
+
+_mismatched_runs: set[str] = set()
+
+
+def hand_back_to_matching_worker(run_id: str, key: str, exc: VersionMismatch) -> None:
+    """Requeue the message of a task whose run this worker's code must not compute.
+
+    The run waits for a worker of its own version (``sweep`` says when none is live);
+    this one holds the message ``PIPELINE_VERSION_BACKOFF`` seconds first, so it does not
+    spin on it, and logs the mismatch once per run.
+    """
+    if run_id not in _mismatched_runs:
+        if len(_mismatched_runs) > 1000:
+            _mismatched_runs.clear()
+        _mismatched_runs.add(run_id)
+        log.warning("not running %s: %s; handing its tasks back to the queue for a worker of that version",
+                    key, exc)
+    time.sleep(get_settings().version_backoff)
+    raise Reject(str(exc), requeue=True) from exc
 
 
 def _execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 
 from pipeline.definition import flow
 from pipeline.ledger.records import Ledger
+from pipeline.ledger.versions import current_digest, version_name
 from pipeline.ledger.values import Begin
 
 CACHED_RUNS = 16
@@ -62,14 +63,35 @@ def _upstream(key: str, params: dict | None) -> list[str]:
         return []
 
 
+class VersionMismatch(Exception):
+    """The run was recorded under another flow version than the code of this worker: this
+    worker must not compute any of its tasks. The message names both versions."""
+
+
+def version_mismatch(book: Ledger, run_id: str, mine: str) -> VersionMismatch:
+    """The error for a task of ``run_id`` met by a worker whose code has digest ``mine``."""
+    run = book.get_run(run_id) or {}
+    theirs = run.get("digest") or ""
+    wanted = version_name(int(run["version"]) if run.get("version") else None, theirs)
+    return VersionMismatch(f"run {run_id} was submitted under flow {wanted}, this worker runs "
+                           f"{version_name(book.version_of(mine), mine)}")
+
+
 def start_task(book: Ledger, run_id: str, key: str, task_id: str = "") -> TaskStart:
     """Begin ``key`` (see :meth:`Ledger.begin_task`) and read what it needs, in one round trip
     when this process already knows the run (two the first time). ``task_id``: the Celery
-    id of the message being executed."""
+    id of the message being executed.
+
+    Raises :class:`VersionMismatch`, before anything is recorded or computed, when the run
+    was submitted under another flow-version digest than this process's code: the check
+    is part of the same atomic begin."""
     known = _known(run_id)
     created, params = known if known else ("", None)
     upstream = _upstream(key, params)
-    got = book.begin_read(run_id, key, [key, *upstream], created, task_id)
+    mine = current_digest()
+    got = book.begin_read(run_id, key, [key, *upstream], created, task_id, digest=mine)
+    if got.begin.verdict == "version":
+        raise version_mismatch(book, run_id, mine)
     if got.params is not None:  # first task of this run here, or the run was recorded anew
         params = got.params
         _remember(run_id, got.created, params)
