@@ -39,9 +39,11 @@ def train(x,
 
 
 def copy_project(dest: Path) -> Path:
-    """cli.py and pipeline/ copied to ``dest`` (a second installation to edit)."""
+    """cli.py, beat_schedule.py, workers/ and pipeline/ copied to ``dest`` (a second installation to edit)."""
     dest.mkdir()
-    shutil.copy(ROOT / "cli.py", dest / "cli.py")
+    for name in ("cli.py", "beat_schedule.py"):
+        shutil.copy(ROOT / name, dest / name)
+    shutil.copytree(ROOT / "workers", dest / "workers", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "pipeline", dest / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
     return dest
 
