@@ -53,6 +53,7 @@ def celery_config(settings: Settings) -> dict:
         # chord's parts without stored results. Storing them cost a GET, SET and PUBLISH
         # per state, twice a task (bench/RESULTS.md).
         "task_ignore_result": True,
+        # loaded by name only: pipeline/worker/consumer.py (tests/test_upstream_pins.py resolves it)
         "worker_consumer": "pipeline.worker.consumer:BatchedEventsConsumer",
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_hijack_root_logger": True,
@@ -71,7 +72,8 @@ def celery_config(settings: Settings) -> dict:
 def broker_transport(url: str | None) -> dict:
     """Our kombu transport for a plain ``redis://`` broker (see :mod:`pipeline.worker.kombu_redis`).
 
-    Other schemes (``rediss://``, sockets, sentinel) keep kombu's own transport.
+    Other schemes (``rediss://``, sockets, sentinel) keep kombu's own transport. The string is
+    the only reference to pipeline/worker/kombu_redis.py (tests/test_upstream_pins.py resolves it).
     """
     return {"broker_transport": "pipeline.worker.kombu_redis:Transport" if (url or "").startswith("redis://") else None}
 
@@ -84,5 +86,6 @@ def configure(app: Celery, settings: Settings) -> Celery:
 
 install_log_context()  # before any Celery logging is set up: the format names its fields
 app = configure(Celery("pipeline", include=["pipeline.worker.tasks", "pipeline.schedule.tick_task", "pipeline.runs.fanout"]), get_settings())
+# Worker bootsteps, loaded by name (tests/test_upstream_pins.py resolves every one):
 app.steps["worker"].add("pipeline.worker.liveness:WorkerRecordStep")  # the worker's record of its queues
 app.steps["worker"].add("pipeline.worker.redis_checks:PersistenceCheckStep")  # warns if Redis would lose runs

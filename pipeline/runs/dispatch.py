@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from typing import Iterator
 
+# _chain is private: the class of Celery 5.7.0's chains (tasks in kwargs["tasks"]); chord is
+# _chord (header in kwargs["header"], body in kwargs["body"]); members keep an id set in
+# options["task_id"] when applied. https://github.com/celery/celery/blob/v5.7.0/celery/canvas.py
+# (tests/test_upstream_pins.py)
 from celery.canvas import Signature, _chain, chord, group
 from kombu.utils.uuid import uuid
 

@@ -18,6 +18,10 @@ import re
 from typing import Any
 
 from celery import Celery
+# _chain and _chord are private: Celery 5.7.0's canvas classes (chain() builds a _chain; chord
+# is _chord), whose ``tasks`` (chain: kwargs["tasks"]; chord: kwargs["header"]) and ``body``
+# (kwargs["body"]) we read and rewrite, in
+# https://github.com/celery/celery/blob/v5.7.0/celery/canvas.py (tests/test_upstream_pins.py)
 from celery.canvas import Signature, _chain, _chord, group
 
 from pipeline.definition.canvas import task_signature

@@ -9,6 +9,14 @@ schedule's grid, and sends ``tick=<ISO>`` in the kwargs, a task id derived from 
 tick, and an absolute ``expires`` of tick + the entry's ``expires`` seconds, so a tick
 too old to matter (a message left queued, a catch-up after downtime) is dropped by the
 worker.
+
+Upstream code (Celery 5.7.0; ``tests/test_upstream_pins.py``): ``PersistentScheduler``'s
+``apply_async(entry, producer=None, advance=True, **kwargs)``, ``reserve`` and
+``setup_schedule``, and ``ScheduleEntry`` (iterated as a mapping of its fields) in
+https://github.com/celery/celery/blob/v5.7.0/celery/beat.py; ``schedule`` (``run_every``,
+``now``, ``remaining_estimate``, ``is_due``) in
+https://github.com/celery/celery/blob/v5.7.0/celery/schedules.py. Loaded only by name:
+``beat_scheduler`` in :func:`pipeline.schedule.beat.beat_config`.
 """
 from __future__ import annotations
 

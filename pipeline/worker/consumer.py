@@ -9,6 +9,18 @@ seconds (or when Celery's buffer limit of 24 events is reached), so a publish ca
 many events. Flower and ``celery events`` read ``task.multi`` like single events; they see
 a task's state change up to that interval later. Buffered events are flushed when the
 consumer stops.
+
+Upstream code (Celery 5.7.0; ``tests/test_upstream_pins.py`` fails on another version and
+when these change): ``celery.worker.consumer.Consumer.on_send_event_buffered`` (overridden
+here), ``Consumer._flush_events``, ``Consumer.hub``, ``stop`` and ``shutdown`` in
+https://github.com/celery/celery/blob/v5.7.0/celery/worker/consumer/consumer.py; the
+``Events`` bootstep passing ``on_send_buffered=c.on_send_event_buffered`` (only with a hub) in
+https://github.com/celery/celery/blob/v5.7.0/celery/worker/consumer/events.py; and
+``EventDispatcher(buffer_limit=24, on_send_buffered=...)`` in
+https://github.com/celery/celery/blob/v5.7.0/celery/events/dispatcher.py
+
+Loaded only by name: ``worker_consumer`` = ``"pipeline.worker.consumer:BatchedEventsConsumer"``
+in :func:`pipeline.celery_app.celery_config`.
 """
 from __future__ import annotations
 

@@ -7,7 +7,10 @@ table of ~200 response callbacks), which was 10 % of a prefork worker's main pro
 a wide sweep (bench/RESULTS.md). The client object holds no connection of its own: it
 takes one from the channel's pool for each command, so one per channel is as safe to
 share between threads as the pool is. A new one is made whenever the channel replaces
-its pool (after a connection error).
+its pool (after a connection error). Upstream code: ``Channel._create_client(asynchronous=False)``,
+the ``Channel.pool`` property (``_disconnect_pools`` resets it) and ``Channel.conn_or_acquire``
+(a ``_create_client()`` per synchronous command) in
+https://github.com/celery/kombu/blob/v5.7.0/kombu/transport/redis.py (kombu 5.7.0).
 
 A closed connection's channels (issue 19): after Redis went away, Celery's consumer
 closes its kombu ``Connection``, which sets the transport's ``client`` to None. A channel
@@ -43,6 +46,10 @@ Upstream code: ``Channel._connparams``, ``QoS.append``, ``QoS.ack``, ``QoS.resto
 ``QoS.restore_visible`` and ``QoS.restore_unacked`` in
 https://github.com/celery/kombu/blob/v5.7.0/kombu/transport/redis.py (kombu 5.7.0,
 pinned in requirements.txt); report upstream there (https://github.com/celery/kombu/issues).
+
+``tests/test_upstream_pins.py`` fails on another kombu version and when those names change.
+Loaded only by name: ``broker_transport`` = ``"pipeline.worker.kombu_redis:Transport"`` in
+:func:`pipeline.celery_app.broker_transport` (for ``redis://`` brokers).
 """
 from __future__ import annotations
 

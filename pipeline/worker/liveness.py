@@ -14,6 +14,15 @@ whose key has expired is dead, so live workers put its messages back in their qu
 Hence the key is also written to the broker's Redis when that is another one, and a
 stopping worker keeps it until it has shut down (the blueprint stops this step before
 the pool has finished its tasks).
+
+Upstream code (Celery 5.7.0; ``tests/test_upstream_pins.py``): ``bootsteps.StartStopStep``
+(``create`` returns the object whose ``start``/``stop``/``terminate`` the blueprint calls) in
+https://github.com/celery/celery/blob/v5.7.0/celery/bootsteps.py; the worker blueprint
+taking ``app.steps["worker"]`` and ``WorkController.hostname``/``app`` in
+https://github.com/celery/celery/blob/v5.7.0/celery/worker/worker.py; and
+``app.amqp.queues.consume_from`` in https://github.com/celery/celery/blob/v5.7.0/celery/app/amqp.py.
+Loaded only by name: ``app.steps["worker"].add("pipeline.worker.liveness:WorkerRecordStep")``
+in pipeline/celery_app.py.
 """
 from __future__ import annotations
 
