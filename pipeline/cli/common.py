@@ -65,13 +65,14 @@ def connect_or_exit(settings):
 def wait_and_report(conn, run_id: str, as_json: bool, timeout: float | None = None) -> None:
     """Wait for ``run_id`` with a progress bar, print its results and what went wrong, exit
     0/1 (130 on Ctrl-C; 3 when the run is stuck; 124 when ``timeout`` seconds passed first)."""
-    from pipeline.cli.report import print_json, progress_bar, report_ended
+    from pipeline.cli.progress import progress_bar
+    from pipeline.cli.report import print_json, report_ended
     from pipeline.runs.stuck import RunLost, RunStuck
     from pipeline.runs.submit import wait_for_run
     from pipeline.settings import get_settings
 
     try:
-        with progress_bar(run_id, enabled=not as_json and sys.stderr.isatty()) as update:
+        with progress_bar(conn.ledger, run_id, enabled=not as_json and sys.stderr.isatty()) as update:
             state = wait_for_run(conn.ledger, run_id, update, on_connection=report_connection,
                                  stuck_after=get_settings().stuck_after, timeout=timeout)
     except KeyboardInterrupt:

@@ -1,10 +1,8 @@
-"""What the CLI prints: result tables, progress bars and JSON documents."""
+"""What the CLI prints after a wait: result tables, what went wrong, and JSON documents."""
 from __future__ import annotations
 
 import json
-import sys
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import click
 
@@ -103,25 +101,3 @@ def report_ended(ledger, run_id: str, state: str, as_json: bool) -> bool:
 def print_json(document: Any) -> None:
     """One JSON document on stdout."""
     click.echo(json.dumps(document, indent=2, sort_keys=False))
-
-
-@contextmanager
-def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar on stderr; yields ``update(done, total)``."""
-    if not enabled:
-        yield lambda done, total: None
-        return
-    state = {"bar": None, "done": 0}
-    try:
-
-        def update(done: int, total: int) -> None:
-            if state["bar"] is None:
-                state["bar"] = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
-                state["bar"].__enter__()
-            state["bar"].update(done - state["done"])
-            state["done"] = done
-
-        yield update
-    finally:
-        if state["bar"] is not None:
-            state["bar"].__exit__(None, None, None)

@@ -106,6 +106,13 @@ class Ledger:
         total_n = int(total or 0)
         return state, total_n - int(remaining or 0), total_n
 
+    def state_counts(self, run_id: str) -> dict[str, int]:
+        """Task state -> how many of the run's tasks are in it, in one round trip."""
+        counts: dict[str, int] = {}
+        for state in self.r.hvals(self.keys(run_id).states):
+            counts[state] = counts.get(state, 0) + 1
+        return counts
+
     def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
         """The newest runs first, skipping index entries whose record has expired."""
         ids = self.r.zrevrange(self.runs_index, 0, max(0, limit - 1))

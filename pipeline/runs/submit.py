@@ -155,8 +155,8 @@ def wait_for_run(
     it is back. The run goes on in the workers meanwhile; only Ctrl-C stops the wait.
     Between two reads it waits up to ``poll`` seconds for the signal the task that ends
     the run sends (:meth:`Ledger.signal_finished`), so it returns at once when the run ends.
+    ``on_progress(finished tasks, tasks in all)`` is called after every read of the record.
     """
-    last = -1
     lost = False
     next_check = 0.0
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -176,9 +176,8 @@ def wait_for_run(
         lost = False
         if state is None:
             raise RunLost(run_id)
-        if on_progress and done != last:
+        if on_progress:
             on_progress(done, total)
-            last = done
         if state in FINISHED_RUN_STATES:
             return state
         if stuck_after is not None and time.monotonic() >= next_check:
