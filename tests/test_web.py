@@ -228,3 +228,23 @@ def test_flows_page_quick_run_checks_like_the_cli_and_opens_the_new_run(web, cle
     doc = browser.json(f"/api/runs/{run_id}")
     assert doc["params"]["alphas"] == [1.0, 0.1] and doc["params"]["n_samples"] == 100
     assert doc["artifacts"] == str(__import__("pathlib").Path(env["PIPELINE_ARTIFACTS"]).resolve() / run_id)
+
+
+def test_labels_page_shows_workers_waiting_messages_and_unconsumed_queues(web, worker):
+    browser, env = web
+    waiting = cli_json(env, "run", "--alpha", "0.5", "--label", "nobody-here", "--no-wait")["run_id"]
+    labels = {q["queue"]: q for q in browser.json("/api/labels")}
+
+    default = labels["default"]
+    assert [w["pool"] for w in default["workers"]] == ["threads"]  # the session's worker
+    assert [w["concurrency"] for w in default["workers"]] == [10]
+    assert 0 <= default["workers"][0]["heartbeat_age"] < 30
+    assert default["warning"] is None
+
+    lonely = labels["nobody-here"]
+    assert lonely["workers"] == [] and lonely["active_runs"] == [waiting]
+    assert lonely["waiting_messages"] == 1  # download_dataset's message, queued
+    assert lonely["warning"].startswith("1 run(s) wait on queue 'nobody-here' and no live worker consumes it")
+    status, _headers, page = browser.get("/labels")
+    assert status == 200 and "no live worker consumes it: python cli.py worker --label nobody-here" in page
+    run_cli("cancel", waiting, env=env)

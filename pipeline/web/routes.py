@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tornado.web import StaticFileHandler, url
 
-from pipeline.web import actions, flows, runs
+from pipeline.web import actions, flows, labels, runs
 
 RUN_ID = r"([^/]+)"
 """A run id in a path: anything up to the next slash, then checked as the CLI checks it."""
@@ -17,6 +17,8 @@ def routes(static_dir: str) -> list:
         url(rf"/runs/{RUN_ID}(?:/(live))?", runs.RunPage, name="pipeline-run"),
         url(r"/flows/?", flows.FlowsPage, name="pipeline-flows"),
         url(r"/api/flows/?", flows.FlowsApi),
+        url(r"/labels/?", labels.LabelsPage, name="pipeline-labels"),
+        url(r"/api/labels/?", labels.LabelsApi),
         url(r"/api/runs/?", runs.RunsApi),
         url(rf"/api/runs/{RUN_ID}/logs", runs.RunLogsApi),
         url(rf"/api/runs/{RUN_ID}", runs.RunApi),

@@ -1,0 +1,120 @@
+"""``/labels`` (and ``/api/labels``): each label's queue, its live workers, its waiting messages,
+and a warning where runs wait on a queue no live worker consumes.
+
+Live workers come from their records in Redis (``pipeline/ledger/workers.py``, the ones
+a submission checks), joined by node name with what Flower's inspector knows of their
+pool and concurrency; waiting messages from Flower's own broker client (Redis priority
+lists or RabbitMQ's management API); waiting runs from the runs index (Pending and
+Running runs, newest :data:`ACTIVE_SCAN` of each).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pipeline.ledger.listing import RunFilter, page_of_runs
+from pipeline.settings import DEFAULT_QUEUE
+from pipeline.web.base import PipelineHandler, ledger, settings
+
+log = logging.getLogger(__name__)
+
+ACTIVE_SCAN = 1000
+"""Most Pending (and Running) runs looked at for the waiting-runs warning."""
+
+
+def declared_queues() -> dict[str, str]:
+    """Queue -> the environment (workers/environments.py) that declares it, when importable."""
+    try:
+        from workers.environments import ENVIRONMENTS
+    except ImportError:
+        return {}
+    return {queue: env.name for env in ENVIRONMENTS for queue in env.queues}
+
+
+def read_labels() -> tuple[dict[str, dict], dict[str, list[str]]]:
+    """(live worker records by name, queue -> ids of its Pending/Running runs), from Redis."""
+    book = ledger()
+    records = book.worker_records()
+    waiting: dict[str, list[str]] = {}
+    for state in ("Pending", "Running"):
+        runs, _more = page_of_runs(book, 0, ACTIVE_SCAN, RunFilter(state=state))
+        for run in runs:
+            waiting.setdefault(run.get("queue") or DEFAULT_QUEUE, []).append(run["id"])
+    return records, waiting
+
+
+def pool_of(info: dict[str, Any]) -> tuple[str | None, int | None]:
+    """(pool, concurrency) from a worker's ``inspect stats`` reply, as Flower caches it."""
+    pool = (info.get("stats") or {}).get("pool") or {}
+    implementation = str(pool.get("implementation") or "")
+    name = implementation.split(":")[0].rsplit(".", 1)[-1] or None
+    return {"thread": "threads"}.get(name, name), pool.get("max-concurrency")
+
+
+def labels_document(records: dict[str, dict], waiting: dict[str, list[str]], lengths: dict[str, int | None],
+                    inspected: dict[str, dict], now: float) -> list[dict[str, Any]]:
+    """One entry a queue: declared by, live workers (pool, concurrency, seconds since their
+    heartbeat), waiting messages, active runs, and a warning when runs wait with no consumer."""
+    declared = declared_queues()
+    queues = sorted({DEFAULT_QUEUE, *declared, *waiting, *(q for r in records.values() for q in r["queues"])})
+    out = []
+    for queue in queues:
+        workers = []
+        for name, record in sorted(records.items()):
+            if queue in record["queues"]:
+                pool, concurrency = pool_of(inspected.get(name.split("/")[0], {}))
+                seen = record.get("seen")
+                workers.append({"worker": name, "pool": pool, "concurrency": concurrency,
+                                "heartbeat_age": round(now - seen, 1) if seen else None})
+        runs = waiting.get(queue, [])
+        warning = None
+        if runs and not workers:
+            warning = (f"{len(runs)} run(s) wait on queue {queue!r} and no live worker consumes it: "
+                       f"python cli.py worker --label {queue}")
+        out.append({"queue": queue, "environment": declared.get(queue), "workers": workers,
+                    "waiting_messages": lengths.get(queue), "active_runs": runs, "warning": warning})
+    return out
+
+
+class LabelsMixin(PipelineHandler):
+    def broker(self):
+        """Flower's broker client, for the configured broker URL (Flower's own ``get_broker``
+        derives the URL from the connection, whose scheme is our kombu transport's class path)."""
+        from flower.utils.broker import Broker
+
+        return Broker(settings().broker_url, http_api=self.application.options.broker_api,
+                      broker_options=self.capp.conf.broker_transport_options,
+                      broker_use_ssl=self.capp.conf.broker_use_ssl)
+
+    async def document(self) -> list[dict[str, Any]]:
+        records, waiting = await self.off_loop(read_labels)
+        inspected = self.application.workers
+        if any(name.split("/")[0] not in inspected for name in records):
+            try:  # a worker Flower has not inspected yet: ask (Flower's inspect timeout, 1 s)
+                await self.application.update_workers()
+            except Exception:  # the page still shows what the records say
+                pass
+        queues = sorted({DEFAULT_QUEUE, *declared_queues(), *waiting,
+                         *(q for r in records.values() for q in r["queues"])})
+        lengths: dict[str, int | None] = {}
+        try:
+            for entry in await self.broker().queues(queues):
+                lengths[entry["name"]] = entry.get("messages")
+        except Exception as exc:  # a broker Flower cannot count (or one unreachable now): shown as '-'
+            log.warning("could not count the queues' waiting messages: %r", exc)
+        return labels_document(records, waiting, lengths, dict(self.application.workers), time.time())
+
+
+class LabelsPage(LabelsMixin):
+    """``GET /labels``."""
+
+    async def get(self) -> None:
+        self.render("pipeline/labels.html", labels=await self.document())
+
+
+class LabelsApi(LabelsMixin):
+    """``GET /api/labels``: the same, as JSON."""
+
+    async def get(self) -> None:
+        self.write_json(await self.document())
