@@ -15,15 +15,16 @@ from __future__ import annotations
 from celery.schedules import crontab
 
 from pipeline.schedule.scheduler import SCHEDULED_TASK, every
-from pipeline.settings import DEFAULT_QUEUE, Settings, get_settings
+from pipeline.definition.naming import DEFAULT_N_SAMPLES
+from pipeline.settings import DEFAULT_QUEUE, TUTORIAL_ALPHAS, Settings, get_settings
 
 ENTRY_NAME = "sweep-every-minute"
 """Name of the schedule's one entry (beat's state file is keyed by it)."""
 
-SCHEDULED_ALPHAS = [1.0, 0.1, 0.01, 0.001, 0.0001, 0.00001]
+SCHEDULED_ALPHAS = [float(alpha) for alpha in TUTORIAL_ALPHAS]
 """Alphas of every scheduled run (the tutorial's ``alphas`` default); backfill's default too."""
 
-SCHEDULED_N_SAMPLES = 100
+SCHEDULED_N_SAMPLES = DEFAULT_N_SAMPLES
 """Dataset rows of every scheduled run."""
 
 STALE_AFTER_SECONDS = 50

@@ -17,6 +17,15 @@ DEFAULT_QUEUE = "default"
 KEY_PREFIX = "pipeline"
 """Prefix of every Redis key the run ledger writes."""
 
+TUTORIAL_ALPHAS = ("1.0", "0.1", "0.01", "0.001", "0.0001", "0.00001")
+"""The tutorial's alphas, as written: what ``sweep``, the schedule and ``backfill`` use unless told."""
+
+WORKER_POOLS = ("prefork", "threads", "solo")
+"""Execution pools a worker can use (``worker --pool``, an environment's ``pool``)."""
+
+FLOWER_PORT = 5555
+"""Port ``flower`` listens on unless ``--port`` says otherwise."""
+
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
@@ -82,7 +91,7 @@ class Settings:
     flower_basic_auth: str | None = None
     """``FLOWER_BASIC_AUTH``: ``user:password[,user2:password2]`` Flower asks for."""
 
-    flower_url: str = "http://localhost:5555"
+    flower_url: str = f"http://localhost:{FLOWER_PORT}"
     """``PIPELINE_FLOWER_URL``: where users open Flower; printed after a submission."""
 
     worker_record_ttl: float = 15.0
@@ -112,36 +121,41 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         """Read every setting from ``env`` (default: ``os.environ``)."""
         env = os.environ if env is None else env
+        default = DEFAULTS
         broker = env.get("CELERY_BROKER_URL") or None
         return cls(
             broker_url=broker,
             result_backend=env.get("CELERY_RESULT_BACKEND") or broker,
-            artifacts_root=env.get("PIPELINE_ARTIFACTS") or "artifacts",
-            state_dir=Path(env.get("PIPELINE_STATE_DIR") or ".pipeline"),
-            visibility_timeout=_float(env, "PIPELINE_VISIBILITY_TIMEOUT", 3600.0),
-            unacked_restore_interval=_float(env, "PIPELINE_UNACKED_RESTORE_INTERVAL", 10.0),
-            unacked_restore_throttle=_float(env, "PIPELINE_UNACKED_RESTORE_THROTTLE", 10.0),
-            retention_seconds=_float(env, "PIPELINE_RETENTION_SECONDS", 7 * 24 * 3600.0),
-            stuck_after=_float(env, "PIPELINE_STUCK_AFTER", 300.0),
-            connect_timeout=_float(env, "PIPELINE_CONNECT_TIMEOUT", 3.0),
-            redis_retries=int(_float(env, "PIPELINE_REDIS_RETRIES", 20)),
-            idle_exit_seconds=_float(env, "PIPELINE_IDLE_EXIT", 600.0),
+            artifacts_root=env.get("PIPELINE_ARTIFACTS") or default.artifacts_root,
+            state_dir=Path(env.get("PIPELINE_STATE_DIR") or default.state_dir),
+            visibility_timeout=_float(env, "PIPELINE_VISIBILITY_TIMEOUT", default.visibility_timeout),
+            unacked_restore_interval=_float(env, "PIPELINE_UNACKED_RESTORE_INTERVAL", default.unacked_restore_interval),
+            unacked_restore_throttle=_float(env, "PIPELINE_UNACKED_RESTORE_THROTTLE", default.unacked_restore_throttle),
+            retention_seconds=_float(env, "PIPELINE_RETENTION_SECONDS", default.retention_seconds),
+            stuck_after=_float(env, "PIPELINE_STUCK_AFTER", default.stuck_after),
+            connect_timeout=_float(env, "PIPELINE_CONNECT_TIMEOUT", default.connect_timeout),
+            redis_retries=int(_float(env, "PIPELINE_REDIS_RETRIES", default.redis_retries)),
+            idle_exit_seconds=_float(env, "PIPELINE_IDLE_EXIT", default.idle_exit_seconds),
             artifacts_allowed=tuple(p for p in (env.get("PIPELINE_ARTIFACTS_ALLOWED") or "").split(os.pathsep) if p),
             flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or None,
-            flower_url=(env.get("PIPELINE_FLOWER_URL") or "http://localhost:5555").rstrip("/"),
-            worker_record_ttl=_float(env, "PIPELINE_WORKER_TTL", 15.0),
-            worker_heartbeat=_float(env, "PIPELINE_WORKER_HEARTBEAT", 5.0),
-            reclaim_interval=_float(env, "PIPELINE_RECLAIM_INTERVAL", 5.0),
-            beat_interval=_float(env, "PIPELINE_BEAT_INTERVAL", 0.0),
+            flower_url=(env.get("PIPELINE_FLOWER_URL") or default.flower_url).rstrip("/"),
+            worker_record_ttl=_float(env, "PIPELINE_WORKER_TTL", default.worker_record_ttl),
+            worker_heartbeat=_float(env, "PIPELINE_WORKER_HEARTBEAT", default.worker_heartbeat),
+            reclaim_interval=_float(env, "PIPELINE_RECLAIM_INTERVAL", default.reclaim_interval),
+            beat_interval=_float(env, "PIPELINE_BEAT_INTERVAL", default.beat_interval),
             schedule_label=env.get("PIPELINE_SCHEDULE_LABEL") or None,
-            submit_lease=_float(env, "PIPELINE_SUBMIT_LEASE", 60.0),
-            version_backoff=_float(env, "PIPELINE_VERSION_BACKOFF", 2.0),
+            submit_lease=_float(env, "PIPELINE_SUBMIT_LEASE", default.submit_lease),
+            version_backoff=_float(env, "PIPELINE_VERSION_BACKOFF", default.version_backoff),
         )
 
     @property
     def ledger_url(self) -> str | None:
         """Redis URL of the run ledger: the result backend, else the broker."""
         return self.result_backend or self.broker_url
+
+
+DEFAULTS = Settings()
+"""Every setting's default: what :meth:`Settings.from_env` uses for a variable left unset or empty."""
 
 
 def get_settings() -> Settings:

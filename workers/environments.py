@@ -11,11 +11,13 @@ requirements file next to this module (see workers/README.md).
 """
 from __future__ import annotations
 
-import re
 import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from pipeline.settings import WORKER_POOLS
+from pipeline.validation import LABEL_PATTERN
 
 WORKERS_DIR = Path(__file__).resolve().parent
 """This directory (``workers/``)."""
@@ -23,8 +25,6 @@ WORKERS_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = WORKERS_DIR.parent
 """The directory holding ``cli.py``; commands run from there."""
 
-_QUEUE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-POOLS = ("prefork", "threads", "solo")
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Environment:
     """Requirements file, relative to the project root."""
     description: str = ""
     """What the environment is for."""
-    pool: str = "prefork"
+    pool: str = WORKER_POOLS[0]
     """Execution pool of its workers."""
     concurrency: int | None = None
     """Worker slots (None: one per CPU)."""
@@ -48,9 +48,9 @@ class Environment:
         if not self.queues:
             raise ValueError(f"environment {self.name!r} consumes no queue")
         for queue in self.queues:
-            if not _QUEUE.match(queue):
+            if not LABEL_PATTERN.match(queue):
                 raise ValueError(f"environment {self.name!r}: {queue!r} is not a valid queue name")
-        if self.pool not in POOLS:
+        if self.pool not in WORKER_POOLS:
             raise ValueError(f"environment {self.name!r}: unknown pool {self.pool!r}")
 
     @property

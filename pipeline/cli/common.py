@@ -8,9 +8,6 @@ import click
 from pipeline import validation
 from pipeline.redis_conn import BrokerUnreachable
 
-DEFAULT_ALPHAS = ("1.0", "0.1", "0.01", "0.001", "0.0001", "0.00001")
-"""The sweep's alphas when ``--alphas`` is not given (the tutorial's)."""
-
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 EXIT_STUCK = 3

@@ -23,23 +23,27 @@ def results_table(results: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def run_document(run: dict[str, Any], results: dict[str, float], artifacts: str,
-                 failures: dict[str, Any]) -> dict[str, Any]:
-    """The JSON object ``run``/``sweep``/``wait --json`` print; ``failures`` is what
-    :func:`pipeline.ledger.status.failure_summary` found (``failed``, ``blocked``, ``cancelled``)."""
-    return {
-        "run_id": run["id"],
-        "state": run["state"],
-        "flow": run.get("flow"),
-        "version": int(run["version"]) if run.get("version") else None,
-        "label": run.get("label") or None,
-        "artifacts": artifacts,
-        "created": iso(run.get("created")),
-        "started": iso(run.get("started")),
-        "ended": iso(run.get("ended")),
-        "results": results,
-        **failures,
-    }
+def run_document(run: dict[str, Any], results: dict[str, float] | None, artifacts: str,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON object ``run``/``sweep``/``wait --json`` print (and ``--no-wait``, ``--local``).
+
+    ``run``: the ledger's record (every record has ``created``); or, for a run with none
+    yet (``--no-wait``) or ever (``--local``), just its ``id`` and ``state``: the document
+    then holds only those and the artifacts. ``results`` unless None, then ``extra`` (e.g.
+    what :func:`pipeline.ledger.status.failure_summary` found) end it.
+    """
+    recorded = "created" in run
+    doc: dict[str, Any] = {"run_id": run["id"], "state": run["state"]}
+    if recorded:
+        doc.update(flow=run.get("flow"), version=int(run["version"]) if run.get("version") else None,
+                   label=run.get("label") or None)
+    doc["artifacts"] = artifacts
+    if recorded:
+        doc.update(created=iso(run.get("created")), started=iso(run.get("started")), ended=iso(run.get("ended")))
+    if results is not None:
+        doc["results"] = results
+    doc.update(extra or {})
+    return doc
 
 
 def plural(n: int, noun: str) -> str:

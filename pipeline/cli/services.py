@@ -5,13 +5,13 @@ import click
 
 from pipeline import validation
 from pipeline.cli.common import VariadicOptions, connect_or_exit, fail, warn_if_unconsumed
-from pipeline.settings import get_settings
+from pipeline.settings import FLOWER_PORT, WORKER_POOLS, get_settings
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--label", "labels", multiple=True, help="Consume this label's queue (repeatable).")
 @click.option("--concurrency", type=int, default=None, help="Worker slots (default: number of CPUs).")
-@click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork", show_default=True)
+@click.option("--pool", type=click.Choice(WORKER_POOLS), default=WORKER_POOLS[0], show_default=True)
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("--without-mingle", is_flag=True,
               help="Skip the 1 s start-up sync with other workers (for a worker that is alone).")
@@ -51,7 +51,7 @@ def stop() -> None:
 
 
 @click.command()
-@click.option("--port", type=click.IntRange(1, 65535), default=5555, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=FLOWER_PORT, show_default=True)
 @click.option("--address", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 def flower(port: int, address: str) -> None:
     """Start Flower and the run pages (/runs) against the configured broker (or the embedded stack).

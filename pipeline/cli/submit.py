@@ -5,15 +5,16 @@ import click
 
 from pipeline import validation
 from pipeline.cli.common import (
-    DEFAULT_ALPHAS, VariadicOptions, connect_or_exit, existing_run, fail, wait_and_report, warn_if_unconsumed,
+    VariadicOptions, connect_or_exit, existing_run, fail, wait_and_report, warn_if_unconsumed,
 )
-from pipeline.settings import get_settings
+from pipeline.definition.naming import DEFAULT_N_SAMPLES
+from pipeline.settings import TUTORIAL_ALPHAS, get_settings
 
 
 def run_options(func):
     """Options shared by ``run`` and ``sweep``."""
     options = [
-        click.option("--n-samples", type=int, default=100, show_default=True, help="Rows in the generated dataset."),
+        click.option("--n-samples", type=int, default=DEFAULT_N_SAMPLES, show_default=True, help="Rows in the generated dataset."),
         click.option("--sleep", type=float, default=0.0, show_default=True, help="Seconds every stage sleeps."),
         click.option("--retries", type=int, default=0, show_default=True, help="Retries of a failing stage."),
         click.option("--retry-delay", type=float, default=0.0, show_default=True, help="Seconds between retries."),
@@ -45,7 +46,7 @@ def run(alpha: str | None, **options) -> None:
 
 
 @click.command(cls=VariadicOptions)
-@click.option("--alphas", "alphas_text", default=" ".join(DEFAULT_ALPHAS), show_default=True,
+@click.option("--alphas", "alphas_text", default=" ".join(TUTORIAL_ALPHAS), show_default=True,
               help="Ridge alphas, space- or comma-separated; one branch each.")
 @run_options
 def sweep(alphas_text: str, **options) -> None:
@@ -76,9 +77,9 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
     warn_if_unconsumed(conn, request.queue)
     if no_wait:
         if as_json:
-            from pipeline.cli.report import print_json
+            from pipeline.cli.report import print_json, run_document
 
-            print_json({"run_id": submitted.run_id, "state": RunState.PENDING, "artifacts": submitted.artifacts})
+            print_json(run_document({"id": submitted.run_id, "state": RunState.PENDING}, None, submitted.artifacts))
         else:
             click.echo(submitted.run_id)
         return
@@ -98,7 +99,7 @@ def run_here(request, run_id: str, as_json: bool) -> None:
 
     from pipeline.artifacts.store import run_location
     from pipeline.cli.common import EXIT_FAILED
-    from pipeline.cli.report import print_json, results_table
+    from pipeline.cli.report import print_json, results_table, run_document
     from pipeline.ledger.values import RunState
     from pipeline.runs.local import NOT_RECORDED, LocalStageFailed, run_local
 
@@ -109,10 +110,10 @@ def run_here(request, run_id: str, as_json: bool) -> None:
         results, failed = {}, exc
     state = RunState.SUCCESS if failed is None else RunState.FAILED
     if as_json:
-        print_json({"run_id": run_id, "state": state, "artifacts": directory, "results": results, "recorded": False,
-                    "failed": [] if failed is None else [{"key": failed.key, "alpha": failed.alpha,
-                                                          "error": failed.error}],
-                    "blocked": 0 if failed is None else failed.not_run})
+        failures = {"recorded": False,
+                    "failed": [] if failed is None else [{"key": failed.key, "alpha": failed.alpha, "error": failed.error}],
+                    "blocked": 0 if failed is None else failed.not_run}
+        print_json(run_document({"id": run_id, "state": state}, results, directory, failures))
     else:
         click.echo(f"run {run_id} (local): {state}; artifacts in {directory}")
         if failed is None:

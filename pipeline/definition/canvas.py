@@ -18,7 +18,7 @@ TASK_NAMES = {stage: f"pipeline.{stage}" for stage in flow.STAGES}
 
 def task_signature(run_id: str, key: str, queue: str, app: Celery | None = None) -> Signature:
     """Immutable signature of task ``key``: the message carries only run id and key."""
-    stage = key.split("[", 1)[0]
+    stage = flow.stage_of(key)
     kwargs = {"run_id": run_id, "key": key}
     return signature(TASK_NAMES[stage], kwargs=kwargs, immutable=True, queue=queue, app=app)
 

@@ -23,21 +23,48 @@ REFERENCE_STAGE = EVALUATE
 """The run's state follows the tasks of this stage."""
 
 _KEY = re.compile(r"^(?P<stage>[a-z_]+)(?:\[(?P<index>\d+)\])?$")
+"""A task key: its stage, then ``[index]`` for a stage with one task a branch or file."""
+
+
+def key_prefix(stage: str) -> str:
+    """What every indexed key of ``stage`` starts with: ``stage[``."""
+    return f"{stage}["
+
+
+def indexed_key(stage: str, i: int) -> str:
+    """Key of the ``i``-th task of ``stage``: ``stage[i]``."""
+    return f"{key_prefix(stage)}{i}]"
+
+
+def stage_of(key: str) -> str:
+    """The stage of a task key (the key itself for an unindexed one)."""
+    return key.split("[", 1)[0]
+
+
+def split_key(key: str) -> tuple[str, int | None] | None:
+    """``(stage, index)`` of a key of the task-key form (index None when unindexed), else None.
+
+    The flow's stages and bounds are not checked here (:func:`parse_key` does).
+    """
+    match = _KEY.match(key) if isinstance(key, str) else None
+    if not match:
+        return None
+    return match["stage"], None if match["index"] is None else int(match["index"])
 
 
 def train_key(i: int) -> str:
     """Key of the train task of branch ``i``."""
-    return f"{TRAIN}[{i}]"
+    return indexed_key(TRAIN, i)
 
 
 def evaluate_key(i: int) -> str:
     """Key of the evaluate task of branch ``i``."""
-    return f"{EVALUATE}[{i}]"
+    return indexed_key(EVALUATE, i)
 
 
 def cleanup_key(j: int) -> str:
     """Key of the ``j``-th cleanup task."""
-    return f"{CLEANUP}[{j}]"
+    return indexed_key(CLEANUP, j)
 
 
 def n_cleanups(n_branches: int) -> int:
@@ -47,17 +74,16 @@ def n_cleanups(n_branches: int) -> int:
 
 def parse_key(key: str, n_branches: int) -> tuple[str, int | None]:
     """Split a task key into ``(stage, index)``; ValueError if it is not a key of this flow."""
-    match = _KEY.match(key) if isinstance(key, str) else None
-    if not match:
+    split = split_key(key)
+    if split is None:
         raise ValueError(f"unknown task key {key!r}")
-    stage, index = match["stage"], match["index"]
+    stage, index = split
     if stage in (DOWNLOAD, PREPROCESS) and index is None:
         return stage, None
     if index is not None:
-        i = int(index)
         limit = {TRAIN: n_branches, EVALUATE: n_branches, CLEANUP: n_cleanups(n_branches)}
-        if stage in limit and i < limit[stage]:
-            return stage, i
+        if stage in limit and index < limit[stage]:
+            return stage, index
     raise ValueError(f"unknown task key {key!r}")
 
 
@@ -111,8 +137,3 @@ def downstream(key: str, n_branches: int) -> list[str]:
     if stage == EVALUATE:
         return cleanups
     return []
-
-
-def is_reference(key: str) -> bool:
-    """True for the tasks whose states decide the run's state."""
-    return key.startswith(REFERENCE_STAGE + "[")

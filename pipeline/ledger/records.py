@@ -13,7 +13,7 @@ from typing import Any, Iterable, NamedTuple
 import redis
 
 from pipeline.ledger import scripts as ledger_scripts
-from pipeline.definition.flow import REFERENCE_STAGE
+from pipeline.definition.flow import REFERENCE_STAGE, key_prefix
 from pipeline.ledger.values import Begin, BeginRead, SupersededAttempt, TaskState, earlier_attempt, encode_field
 from pipeline.settings import KEY_PREFIX
 
@@ -43,6 +43,21 @@ class RunKeys(NamedTuple):
 
 _SUFFIXES = ("state", "attempts", "started", "ended", "output", "error", "logs", "celery", "history", "files")
 """Key suffixes of :class:`RunKeys` after ``run``, in its order (stored names: never change them)."""
+
+
+_shared: dict[str, "Ledger"] = {}
+
+
+def shared_ledger(url: str) -> "Ledger":
+    """The process-wide ledger in the Redis at ``url`` (one per URL; its client is
+    :func:`pipeline.redis_conn.shared_client`'s, its retention the settings' at first use)."""
+    book = _shared.get(url)
+    if book is None:
+        from pipeline.redis_conn import shared_client
+        from pipeline.settings import get_settings
+
+        book = _shared[url] = Ledger(shared_client(url), get_settings().retention_seconds)
+    return book
 
 
 class Ledger:
@@ -164,7 +179,7 @@ class Ledger:
         (nothing changed) if the task has begun again since.
         """
         out = "" if output is None else json.dumps(output)
-        args = [self.ttl, repr(time.time()), REFERENCE_STAGE + "[", key, state, out, error, task_id or "",
+        args = [self.ttl, repr(time.time()), key_prefix(REFERENCE_STAGE), key, state, out, error, task_id or "",
                 attempt, *trigger_failed]
         ended = self._finish(keys=self.keys(run_id), args=args) or ""
         if ended == "superseded":
@@ -264,7 +279,7 @@ class Ledger:
         """
         flat = [part for pair in ids.items() for part in pair]
         new_params = "" if params is None else json.dumps(params)
-        args = [self.ttl, repr(time.time()), REFERENCE_STAGE + "[", seen_state, seen_updated, new_params, *flat]
+        args = [self.ttl, repr(time.time()), key_prefix(REFERENCE_STAGE), seen_state, seen_updated, new_params, *flat]
         reply = self._script("RESTART")(keys=self.keys(run_id), args=args)
         if reply[0] != "ok":
             return reply[0], 0, ""
@@ -277,7 +292,7 @@ class Ledger:
         id)`` of each task it stopped; ``missing``; or ``finished`` (nothing changed).
         """
         reply = self._script("CANCEL")(
-            keys=self.keys(run_id), args=[self.ttl, repr(time.time()), REFERENCE_STAGE + "["]
+            keys=self.keys(run_id), args=[self.ttl, repr(time.time()), key_prefix(REFERENCE_STAGE)]
         )
         rest = reply[1:] if reply[0] == "cancelled" else []
         return reply[0], [tuple(rest[i : i + 3]) for i in range(0, len(rest), 3)]

@@ -34,15 +34,8 @@ class RunState(StrEnum):
     CANCELLED = "Cancelled"
 
 
-TASK_STATES = tuple(s for s in TaskState if s is not TaskState.UNFINISHED)
-"""Every state a task can be in."""
-
 RUN_STATES = tuple(RunState)
 """Every state a run can be in."""
-
-TERMINAL_TASK_STATES = frozenset({TaskState.SUCCESS, TaskState.FAILED, TaskState.TRIGGER_FAILED,
-                                  TaskState.CANCELLED})
-"""Task states that end a task until a restart."""
 
 FINISHED_RUN_STATES = frozenset({RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED})
 """Run states after which nothing runs until a restart."""

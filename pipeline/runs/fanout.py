@@ -14,7 +14,6 @@ in the ledger: the cleanup tasks it sends do.
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from celery import Celery
@@ -24,24 +23,22 @@ from celery import Celery
 # https://github.com/celery/celery/blob/v5.7.0/celery/canvas.py (tests/test_upstream_pins.py)
 from celery.canvas import Signature, _chain, _chord, group
 
+from pipeline.definition import flow
 from pipeline.definition.canvas import task_signature
 from pipeline.celery_app import app
 
 FAN_OUT_TASK = "pipeline.fan_out"
 """Name of the task that sends a compacted chord body."""
 
-_INDEXED = re.compile(r"^(?P<stage>[a-z_]+)\[(?P<index>\d+)\]$")
-
-
 def encode_keys(keys: list[str]) -> list[list[Any]]:
     """Task keys as ``[[stage, start, stop], ...]`` ranges (unindexed keys as ``[key]``), order kept."""
     out: list[list[Any]] = []
     for key in keys:
-        match = _INDEXED.match(key)
-        if not match:
+        split = flow.split_key(key)
+        if split is None or split[1] is None:
             out.append([key])
             continue
-        stage, index = match["stage"], int(match["index"])
+        stage, index = split
         last = out[-1] if out else None
         if last and len(last) == 3 and last[0] == stage and last[2] == index:
             last[2] = index + 1
@@ -58,7 +55,7 @@ def decode_keys(spec: list[list[Any]]) -> list[str]:
             keys.append(str(item[0]))
         else:
             stage, start, stop = item
-            keys += [f"{stage}[{i}]" for i in range(int(start), int(stop))]
+            keys += [flow.indexed_key(stage, i) for i in range(int(start), int(stop))]
     return keys
 
 

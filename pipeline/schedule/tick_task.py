@@ -16,10 +16,10 @@ import redis
 from celery import Task
 
 from pipeline.celery_app import app
-from pipeline.ledger.records import Ledger
-from pipeline.redis_conn import shared_client
+from pipeline.ledger.records import Ledger, shared_ledger
+from pipeline.redis_conn import ledger_url
 from pipeline.schedule.scheduler import SCHEDULED_TASK
-from pipeline.settings import get_settings
+from pipeline.settings import TUTORIAL_ALPHAS, get_settings
 from pipeline.definition.naming import DEFAULT_N_SAMPLES
 from pipeline.schedule.tick_runs import heal_recent, submit_tick, tick_request
 from pipeline.schedule.ticks import MINUTE, floor_tick, iso_tick, utc
@@ -28,8 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def _ledger() -> Ledger:
-    url = app.conf.result_backend or app.conf.broker_url
-    return Ledger(shared_client(url), get_settings().retention_seconds)
+    return shared_ledger(ledger_url(app.conf))
 
 
 def run_tick(
@@ -66,7 +65,7 @@ def run_tick(
 def scheduled_run(
     self: Task,
     tick: str | None = None,
-    alphas: Sequence[float] = (1.0, 0.1, 0.01, 0.001, 0.0001, 0.00001),
+    alphas: Sequence[float | str] = TUTORIAL_ALPHAS,
     n_samples: int = DEFAULT_N_SAMPLES,
     label: str | None = None,
     step: float = MINUTE,

@@ -2,12 +2,8 @@
 from __future__ import annotations
 
 import sys
-from urllib.parse import quote
 
-from pipeline.settings import Settings
-
-FLOWER_PORT = 5555
-"""Flower's default port."""
+from pipeline.settings import FLOWER_PORT, Settings
 
 TASK_COLUMNS = "name,uuid,state,kwargs,received,started,runtime,worker"
 """Columns of Flower's tasks page: kwargs shows each task's run id and task key."""
@@ -31,11 +27,6 @@ def run_search(run_id: str) -> str:
 def where_to_look(settings: Settings, run_id: str) -> str:
     """The line a submission prints: Flower's tasks page and the search for this run."""
     return f"watch it in Flower: {settings.flower_url}/tasks, search: {run_search(run_id)}"
-
-
-def api_tasks_url(settings: Settings, run_id: str) -> str:
-    """Flower's API listing of one run's tasks."""
-    return f"{settings.flower_url}/api/tasks?search={quote(run_search(run_id))}"
 
 
 def is_loopback(address: str) -> bool:

@@ -164,10 +164,10 @@ class WorkerRecordStep(bootsteps.StartStopStep):
     def create(self, worker: Any) -> WorkerRecord:
         """Build the record for ``worker``; started by the blueprint before the consumer."""
         global _current
-        from pipeline.redis_conn import shared_client
+        from pipeline.redis_conn import ledger_url, shared_client
 
         app = worker.app
-        url = app.conf.result_backend or app.conf.broker_url
+        url = ledger_url(app.conf)
         urls = [url]
         broker = app.conf.broker_url or ""
         if broker.startswith(("redis://", "rediss://", "unix://")) and broker != url:

@@ -50,9 +50,9 @@ class PersistenceCheckStep(bootsteps.StartStopStep):
     label = "pipeline redis persistence check"
 
     def start(self, worker: Any) -> None:
-        from pipeline.redis_conn import make_client, redact
+        from pipeline.redis_conn import ledger_url, make_client, redact
 
-        url = worker.app.conf.result_backend or worker.app.conf.broker_url
+        url = ledger_url(worker.app.conf)
         if not (url or "").startswith(("redis://", "rediss://")):
             return
         client = make_client(url, retries=1)  # a Redis away at start is the consumer's to report

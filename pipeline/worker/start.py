@@ -8,9 +8,6 @@ from typing import Sequence
 from pipeline.celery_app import app
 from pipeline.settings import DEFAULT_QUEUE
 
-POOLS = ("prefork", "threads", "solo")
-"""Execution pools a worker can use."""
-
 TASK_LINE_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
 """Celery's loggers of the two INFO lines it writes per task ("received", "succeeded in")."""
 

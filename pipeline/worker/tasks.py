@@ -23,10 +23,10 @@ from pipeline.definition import stages
 from pipeline.artifacts.integrity import ArtifactError
 from pipeline.artifacts.rundir import RunDir
 from pipeline.celery_app import app
-from pipeline.ledger.records import Ledger
+from pipeline.ledger.records import Ledger, shared_ledger
 from pipeline.ledger.values import SupersededAttempt, TaskState
 from pipeline.worker.logcapture import capture_lines
-from pipeline.redis_conn import shared_client
+from pipeline.redis_conn import ledger_url
 from pipeline.settings import get_settings
 from pipeline.worker.taskfiles import LedgerFileBook
 from pipeline.worker.taskstart import VersionMismatch, start_task
@@ -37,16 +37,9 @@ log = logging.getLogger(__name__)
 Body = Callable[[RunDir, dict, "int | None", dict], Any]
 
 
-_ledgers: dict[str, Ledger] = {}
-
-
 def ledger() -> Ledger:
     """The ledger in the Redis this app's results go to (one per URL per process)."""
-    url = app.conf.result_backend or app.conf.broker_url
-    book = _ledgers.get(url)
-    if book is None:
-        book = _ledgers[url] = Ledger(shared_client(url), get_settings().retention_seconds)
-    return book
+    return shared_ledger(ledger_url(app.conf))
 
 
 @functools.lru_cache(maxsize=64)
@@ -227,13 +220,3 @@ def evaluate_model(self: Task, run_id: str, key: str) -> Any:
 def cleanup_file(self: Task, run_id: str, key: str) -> Any:
     """Celery task of stage ``cleanup_file`` (one intermediate file)."""
     return execute_stage(self, run_id, key, _cleanup)
-
-
-STAGE_TASKS = {
-    flow.DOWNLOAD: download_dataset,
-    flow.PREPROCESS: preprocess_dataset,
-    flow.TRAIN: train_model,
-    flow.EVALUATE: evaluate_model,
-    flow.CLEANUP: cleanup_file,
-}
-"""Stage name -> Celery task."""
