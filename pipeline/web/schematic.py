@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.definition import flow
+from pipeline.ledger.values import TaskState
 
 FOLD_ABOVE = 8
 """A mapped stage with more children than this is shown folded (counts per state)."""
 
-BLOCKED = "TriggerFailed"
+BLOCKED = TaskState.TRIGGER_FAILED
 """The state of a task that never ran because something upstream failed for good."""
 
 
