@@ -37,7 +37,7 @@ COUNTS_EVERY = 0.5
 """Seconds between two reads of the task states while the number of finished tasks stands still."""
 
 BAR_WIDTH = 24
-"""Columns of the bar itself (with the counts, the time and the estimate it fits 80 columns)."""
+"""Columns of the bar itself."""
 
 MIN_FINISHED_FOR_ESTIMATE = 3
 """Finished tasks needed before an estimate of the time left is shown."""
@@ -107,26 +107,29 @@ def progress_bar(ledger, run_id: str, enabled: bool = True) -> Iterator[Callable
         yield lambda finished, total: None
         return
     from rich.console import Console
-    from rich.progress import Progress, ProgressColumn, TextColumn, TimeElapsedColumn
-    from rich.table import Column
+    from rich.progress import Progress, ProgressColumn
     from rich.text import Text
 
-    class StateBar(ProgressColumn):
+    console = Console(stderr=True)
+
+    class Line(ProgressColumn):
+        """Bar, elapsed time, estimate, counts: one line, cut to the terminal's width at its
+        end (the counts: running first, then retrying) rather than wrapped."""
+
         def render(self, task) -> Text:
             text = Text("[")
-            counts, total = task.fields.get("counts", {}), int(task.total or 0)
             drawn = 0
-            for char, colour, n in segments(counts, total):
+            for char, colour, n in segments(task.fields.get("counts", {}), int(task.total or 0)):
                 text.append(char * n, style=colour)
                 drawn += n
-            text.append(" " * (BAR_WIDTH - drawn) + "]")
+            text.append(" " * (BAR_WIDTH - drawn) + "] ")
+            text.append(format_seconds(task.elapsed or 0.0), style="yellow")
+            text.append("".join(f" {part}" for part in (task.fields["eta"], task.fields["counts_text"]) if part))
+            text.truncate(max(BAR_WIDTH + 2, console.width - 1), overflow="ellipsis")
             return text
 
     seen = _Snapshot()
-    columns = (StateBar(table_column=Column(no_wrap=True, min_width=BAR_WIDTH + 2)),
-               TextColumn("{task.fields[counts_text]}", table_column=Column(no_wrap=True, overflow="ellipsis")),
-               TimeElapsedColumn(), TextColumn("{task.fields[eta]}", table_column=Column(no_wrap=True)))
-    with Progress(*columns, console=Console(stderr=True), refresh_per_second=4) as bar:
+    with Progress(Line(), console=console, refresh_per_second=4) as bar:
         task = bar.add_task(run_id, total=None, counts={}, counts_text="", eta="")
 
         def update(finished: int, total: int) -> None:

@@ -99,7 +99,7 @@ def run_here(request, run_id: str, as_json: bool) -> None:
 
     from pipeline.artifacts.store import run_location
     from pipeline.cli.common import EXIT_FAILED
-    from pipeline.cli.report import print_json, results_table, run_document
+    from pipeline.cli.report import plural, print_json, results_table, run_document
     from pipeline.ledger.values import RunState
     from pipeline.runs.local import NOT_RECORDED, LocalStageFailed, run_local
 
@@ -120,7 +120,7 @@ def run_here(request, run_id: str, as_json: bool) -> None:
             click.echo(results_table(results))
         else:
             alpha = f" (alpha {failed.alpha})" if failed.alpha is not None else ""
-            click.echo(f"{failed.key}{alpha} failed: {failed.error}; {failed.not_run} later tasks did not run")
+            click.echo(f"{failed.key}{alpha} failed: {failed.error}; {plural(failed.not_run, 'later task')} did not run")
     click.echo(NOT_RECORDED, err=True)
     if failed is not None:
         sys.exit(EXIT_FAILED)

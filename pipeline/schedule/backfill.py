@@ -42,7 +42,8 @@ class BackfillReport:
         """One line: the span and the counts."""
         span = f"{iso_tick(self.first)} .. {iso_tick(self.last)}" if self.first else "no ticks"
         n = len(self.created) + len(self.skipped)
-        return f"backfill {span}: {n} ticks, {len(self.created)} created, {len(self.skipped)} skipped (already had a run)"
+        return (f"backfill {span}: {n} tick{'' if n == 1 else 's'}, {len(self.created)} created, "
+                f"{len(self.skipped)} skipped (already had a run)")
 
 
 def backfill(ledger: Ledger, ticks: Sequence[datetime], *, alphas: Sequence[float], artifacts_root: str | Path,
