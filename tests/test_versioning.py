@@ -153,3 +153,20 @@ def test_begin_refuses_a_run_of_another_digest_and_changes_nothing(clean_redis):
     assert book.begin_read("r-digest", flow.DOWNLOAD, digest="b" * 64).begin.verdict == "version"
     assert book.tasks("r-digest", [flow.DOWNLOAD])[0]["attempts"] == 0 and book.get_run("r-digest")["state"] == "Pending"
     assert book.begin_task("r-digest", flow.DOWNLOAD, digest="a" * 64).verdict == "run"
+
+
+def test_the_version_warning_names_whose_code_is_missing(clean_redis):
+    from pipeline.ledger.workers import write_worker
+    from pipeline.worker.liveness import version_message
+
+    book = Ledger(make_client(clean_redis.url), 3600)
+    client = clean_redis.client()
+    write_worker(client, "pipeline:workers:q.1@h/1", {"queues": ["vq"], "digest": "c" * 64}, 10_000)
+    versioning.register(client, "c" * 64)
+    mine = versioning.current_digest()
+    assert version_message(book, "vq", "c" * 64) is None and version_message(book, "other", mine) is None
+    assert version_message(book, "vq", mine).startswith(
+        f"no live worker of queue 'vq' runs this code's flow an unregistered version (digest {mine[:12]}) "
+        f"(they run v1 (digest {'c' * 12})); the run waits queued until one does: start a worker from this code")
+    assert "runs the run's flow an unregistered version (digest dddddddddddd)" in version_message(book, "vq", "d" * 64)
+    client.delete("pipeline:workers:q.1@h/1")

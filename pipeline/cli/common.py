@@ -127,14 +127,14 @@ def orphaned_run_directory(run_id: str) -> str | None:
         return None
 
 
-def warn_if_unconsumed(conn, queue: str) -> None:
+def warn_if_unconsumed(conn, queue: str, digest: str | None = None) -> None:
     """Say on stderr (one line) when no live worker consumes ``queue``, or none of those runs
-    this code's flow version: the run waits for one."""
+    the flow version ``digest`` (default: this code's): the run waits for one."""
     from pipeline.ledger.versions import current_digest
     from pipeline.worker.liveness import unconsumed_message, version_message
 
     embedded_url = conn.url if conn.embedded else None
     message = (unconsumed_message(conn.ledger, queue, embedded_url=embedded_url)
-               or version_message(conn.ledger, queue, current_digest(), embedded_url=embedded_url))
+               or version_message(conn.ledger, queue, digest or current_digest(), embedded_url=embedded_url))
     if message:
         click.echo(message, err=True)

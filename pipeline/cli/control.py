@@ -4,9 +4,9 @@ from __future__ import annotations
 import click
 
 from pipeline import validation
-from pipeline.cli.common import connect_or_exit, existing_run, fail, wait_and_report
+from pipeline.cli.common import connect_or_exit, existing_run, fail, wait_and_report, warn_if_unconsumed
 from pipeline.cli.report import plural
-from pipeline.settings import get_settings
+from pipeline.settings import DEFAULT_QUEUE, get_settings
 
 
 @click.command()
@@ -36,11 +36,12 @@ def restart(run_id: str, from_key: str | None, fail_rate: float | None, retries:
     settings = get_settings()
     overrides = restart_overrides(fail_rate, retries, retry_delay, settings.visibility_timeout)
     conn = connect_or_exit(settings)
-    existing_run(conn, run_id)
+    run = existing_run(conn, run_id)
     try:
         done = restart_run(conn.ledger, run_id, settings.stuck_after, from_key=from_key, overrides=overrides)
     except RestartRefused as exc:
         fail(str(exc))
+    warn_if_unconsumed(conn, run.get("queue") or DEFAULT_QUEUE, run.get("digest") or None)  # it keeps its version
     if no_wait:
         if as_json:
             from pipeline.cli.report import print_json

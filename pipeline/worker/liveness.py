@@ -216,10 +216,11 @@ def version_message(ledger: Ledger, queue: str, digest: str, embedded_url: str |
         return None
     theirs = sorted({r.get("digest") or "" for r in records})
     named = ", ".join(versions.version_name(ledger.version_of(d), d) if d else "an unknown version" for d in theirs)
-    if embedded_url and queue == DEFAULT_QUEUE:
+    ours = "this code's" if digest == versions.current_digest() else "the run's"
+    if embedded_url and queue == DEFAULT_QUEUE and ours == "this code's":
         fix = "python cli.py stop, then submit again (the embedded worker starts anew from this code)"
     else:
-        fix = f"start a worker from this code: python cli.py worker --label {shlex.quote(queue)}"
-    return (f"no live worker of queue {queue!r} runs this code's flow "
+        fix = f"start a worker from {ours} code: python cli.py worker --label {shlex.quote(queue)}"
+    return (f"no live worker of queue {queue!r} runs {ours} flow "
             f"{versions.version_name(ledger.version_of(digest), digest)} (they run {named}); "
             f"the run waits queued until one does: {fix}")
