@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from celery.schedules import crontab
 
-from pipeline.schedule.scheduler import SCHEDULED_TASK, every
+from pipeline.schedule.every import every
+from pipeline.schedule.ticks import SCHEDULED_TASK
 from pipeline.definition.naming import DEFAULT_N_SAMPLES
 from pipeline.settings import DEFAULT_QUEUE, TUTORIAL_ALPHAS, Settings, get_settings
 

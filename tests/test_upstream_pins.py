@@ -28,7 +28,7 @@ CHECKED_AGAINST = {"celery": "5.7.0", "kombu": "5.7.0"}
 
 SITES = {
     "celery": "pipeline/worker/consumer.py, pipeline/worker/liveness.py, pipeline/runs/fanout.py, "
-              "pipeline/runs/dispatch.py and pipeline/schedule/scheduler.py",
+              "pipeline/runs/dispatch.py, pipeline/schedule/scheduler.py and pipeline/schedule/every.py",
     "kombu": "pipeline/worker/kombu_redis.py",
 }
 """Where the code relying on each package's internals lives (each names the upstream files)."""
@@ -125,6 +125,7 @@ def test_celery_beat_internals():
     assert params(PersistentScheduler.setup_schedule) == [("self", inspect.Parameter.empty)], \
         recheck("celery PersistentScheduler.setup_schedule", site)
     assert "iter(vars(self).items())" in source(ScheduleEntry.__iter__), recheck("celery ScheduleEntry.__iter__", site)
+    site = "pipeline/schedule/every.py"
     for name in ("now", "remaining_estimate", "is_due", "maybe_make_aware"):
         assert callable(getattr(schedule, name, None)), recheck(f"celery schedules.schedule.{name}", site)
     assert [n for n, _ in params(schedule.__init__)][:3] == ["self", "run_every", "relative"], \
@@ -157,7 +158,8 @@ def test_every_dotted_string_of_the_app_resolves_to_the_class_it_names():
 
 def overrides() -> list[tuple[type, type, set[str], str]]:
     """``(our class, the upstream class it extends, the upstream methods it overrides, our module)``."""
-    from pipeline.schedule.scheduler import TickScheduler, every
+    from pipeline.schedule.every import every
+    from pipeline.schedule.scheduler import TickScheduler
     from pipeline.worker import kombu_redis as ours
     from pipeline.worker.consumer import BatchedEventsConsumer
     from pipeline.worker.liveness import WorkerRecordStep
@@ -170,7 +172,8 @@ def overrides() -> list[tuple[type, type, set[str], str]]:
         (ours.Transport, kombu_redis.Transport, {"Channel", "register_with_event_loop"}, kombu_site),
         (BatchedEventsConsumer, Consumer, {"on_send_event_buffered", "stop", "shutdown"}, "pipeline/worker/consumer.py"),
         (TickScheduler, PersistentScheduler, {"setup_schedule", "apply_async"}, beat_site),
-        (every, schedule, {"__init__", "remaining_estimate", "is_due", "__reduce__", "__repr__"}, beat_site),
+        (every, schedule, {"__init__", "remaining_estimate", "is_due", "__reduce__", "__repr__"},
+         "pipeline/schedule/every.py"),
         (WorkerRecordStep, bootsteps.StartStopStep, {"create"}, "pipeline/worker/liveness.py"),
         (PersistenceCheckStep, bootsteps.StartStopStep, {"start"}, "pipeline/worker/redis_checks.py"),
     ]

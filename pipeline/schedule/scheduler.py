@@ -1,4 +1,4 @@
-"""Beat's side of the schedule: an aligned interval and a scheduler that tells each send its tick.
+"""Beat's side of the schedule: a scheduler that tells each send its tick.
 
 Celery beat calls ``apply_async(entry.args, entry.kwargs, **entry.options)`` and never
 tells the task which tick it is for. :class:`TickScheduler` (``celery beat -S
@@ -13,10 +13,10 @@ worker.
 Upstream code (Celery 5.7.0; ``tests/test_upstream_pins.py``): ``PersistentScheduler``'s
 ``apply_async(entry, producer=None, advance=True, **kwargs)``, ``reserve`` and
 ``setup_schedule``, and ``ScheduleEntry`` (iterated as a mapping of its fields) in
-https://github.com/celery/celery/blob/v5.7.0/celery/beat.py; ``schedule`` (``run_every``,
-``now``, ``remaining_estimate``, ``is_due``) in
-https://github.com/celery/celery/blob/v5.7.0/celery/schedules.py. Loaded only by name:
-``beat_scheduler`` in :func:`pipeline.schedule.beat.beat_config`.
+https://github.com/celery/celery/blob/v5.7.0/celery/beat.py. Loaded only by name:
+``beat_scheduler`` in :func:`pipeline.schedule.beat.beat_config`. The aligned interval
+(:class:`every`, for tests) lives in :mod:`pipeline.schedule.every`, which the app's
+configuration imports without ``celery.beat``.
 """
 from __future__ import annotations
 
@@ -25,55 +25,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from celery.beat import PersistentScheduler, ScheduleEntry
-from celery.schedules import schedstate, schedule
 
-from pipeline.schedule.ticks import MINUTE, floor_tick, iso_tick, tick_run_id
+from pipeline.schedule.every import every
+from pipeline.schedule.ticks import MINUTE, SCHEDULED_TASK, floor_tick, iso_tick, tick_run_id
 
 log = logging.getLogger(__name__)
-
-SCHEDULED_TASK = "pipeline.scheduled_run"
-"""Name of the task that turns a tick into a run."""
-
-
-class every(schedule):  # noqa: N801 (named like celery's own ``crontab`` / ``schedule``)
-    """Every ``seconds`` seconds on the grid of multiples of ``seconds`` since the epoch (UTC).
-
-    Like a crontab for seconds: unlike Celery's plain interval schedule, due times do not
-    drift with beat's latency, so every tick has its own grid point.
-    """
-
-    def __init__(self, seconds: float, nowfun=None, app=None) -> None:
-        if seconds <= 0:
-            raise ValueError(f"interval {seconds} must be positive")
-        super().__init__(run_every=timedelta(seconds=seconds), nowfun=nowfun, app=app)
-
-    @property
-    def step(self) -> float:
-        """Seconds between ticks."""
-        return self.run_every.total_seconds()
-
-    def due_after(self, moment: datetime) -> datetime:
-        """The first grid point strictly after ``moment``."""
-        return floor_tick(self.maybe_make_aware(moment), self.step) + self.run_every
-
-    def remaining_estimate(self, last_run_at: datetime) -> timedelta:
-        """Time until the first grid point after ``last_run_at`` (negative when overdue)."""
-        return self.due_after(last_run_at) - self.now()
-
-    def is_due(self, last_run_at: datetime) -> schedstate:
-        """Due when a grid point has passed since ``last_run_at``; next check at the next point."""
-        now = self.now()
-        remaining = (self.due_after(last_run_at) - now).total_seconds()
-        if remaining <= 0:
-            return schedstate(True, (self.due_after(now) - now).total_seconds())
-        return schedstate(False, remaining)
-
-    def __reduce__(self):
-        return self.__class__, (self.step,)
-
-    def __repr__(self) -> str:
-        return f"<every {self.step:g}s, aligned>"
-
 
 def grid_step(sched) -> float:
     """Seconds between the grid points of ``sched``: its interval, or a minute for a crontab."""

@@ -15,6 +15,9 @@ from pipeline.validation import BadInput
 MINUTE = 60
 """Seconds between ticks of the ``*/1`` crontab."""
 
+SCHEDULED_TASK = "pipeline.scheduled_run"
+"""Name of the task beat sends every tick, which turns the tick into a run."""
+
 MAX_BACKFILL_TICKS = 1440
 """Most ticks one ``backfill`` call creates (a day of minutes)."""
 
