@@ -115,27 +115,16 @@ def backfill(start_text: str, end_text: str, alphas_text: str | None, n_samples:
     Ticks are whole minutes, both ends included, at most 1440 a call, none in the future.
     Ticks that already have a run are skipped, so running it twice creates nothing new.
     """
-    from datetime import datetime, timezone
+    from pipeline.schedule.backfill_plan import plan_backfill
 
-    from pipeline.schedule import ticks
     settings = get_settings()
-    start = ticks.parse_time(start_text, "start")
-    end = ticks.parse_time(end_text, "end")
-    moments = ticks.ticks_between(start, end, datetime.now(timezone.utc))
-    alphas = validation.parse_alphas([alphas_text]) if alphas_text is not None else None
-    if n_samples is not None:
-        validation.check_samples(n_samples)
-    label = settings.schedule_label if label is None else validation.check_label(label)
-    root = validation.check_artifacts_root(artifacts or settings.artifacts_root, settings.artifacts_allowed)
+    plan = plan_backfill(start_text, end_text, alphas_text, n_samples, label, artifacts, settings)
     conn = connect_or_exit(settings)
-    import beat_schedule  # after the checks above: it imports Celery and scikit-learn
-    from pipeline.schedule.backfill import backfill as run_backfill
+    from pipeline.schedule.backfill import run_plan  # after the checks above: it imports Celery
 
-    alphas = beat_schedule.SCHEDULED_ALPHAS if alphas is None else alphas
-    n_samples = beat_schedule.SCHEDULED_N_SAMPLES if n_samples is None else n_samples
-    report = run_backfill(conn.ledger, moments, alphas=alphas, artifacts_root=root, n_samples=n_samples, label=label)
+    report = run_plan(conn.ledger, plan)
     if report.created:
-        warn_if_unconsumed(conn, label or "default")
+        warn_if_unconsumed(conn, plan.label or "default")
     if as_json:
         from pipeline.cli.report import print_json
 

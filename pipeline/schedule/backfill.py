@@ -56,3 +56,13 @@ def backfill(ledger: Ledger, ticks: Sequence[datetime], *, alphas: Sequence[floa
         submitted = submit_tick(ledger, request)
         (report.created if submitted.created else report.skipped).append(submitted.run_id)
     return report
+
+
+def run_plan(ledger: Ledger, plan) -> BackfillReport:
+    """Backfill what :func:`pipeline.schedule.backfill_plan.plan_backfill` checked (schedule's defaults filled in)."""
+    import beat_schedule
+
+    alphas = beat_schedule.SCHEDULED_ALPHAS if plan.alphas is None else plan.alphas
+    n_samples = beat_schedule.SCHEDULED_N_SAMPLES if plan.n_samples is None else plan.n_samples
+    return backfill(ledger, plan.ticks, alphas=alphas, artifacts_root=plan.artifacts_root, n_samples=n_samples,
+                    label=plan.label)

@@ -39,8 +39,18 @@ def run_tick(
     label: str | None = None,
     step: float = MINUTE,
 ) -> dict:
-    """Create and send tick ``tick``'s run (idempotent); heal recent unsent ones. Returns a summary."""
+    """Create and send tick ``tick``'s run (idempotent); heal recent unsent ones. Returns a summary.
+
+    While the schedule is paused (``schedule pause``, or the switch on /schedule) the tick
+    creates no run and sends nothing; it is only remembered as paused.
+    """
+    from pipeline.ledger import schedule_switch
+
     settings = get_settings()
+    if schedule_switch.paused_since(ledger) is not None:
+        log.info("tick %s: the schedule is paused, no run", iso_tick(utc(tick)))
+        schedule_switch.record_tick(ledger, iso_tick(utc(tick)), {"run_id": None, "paused": True})
+        return {"run_id": None, "created": False, "healed": [], "paused": True}
     request = tick_request(tick, alphas=alphas, artifacts_root=settings.artifacts_root,
                            n_samples=n_samples, label=label)
     submitted = submit_tick(ledger, request)
@@ -48,6 +58,8 @@ def run_tick(
     log.info("tick %s: run %s %s%s", iso_tick(request.tick), submitted.run_id,
              "created" if submitted.created else "already recorded",
              f"; sent unsent runs {', '.join(healed)}" if healed else "")
+    schedule_switch.record_tick(ledger, iso_tick(request.tick), {"run_id": submitted.run_id,
+                                                                 "created": submitted.created, "paused": False})
     return {"run_id": submitted.run_id, "created": submitted.created, "healed": healed}
 
 

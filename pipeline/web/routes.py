@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tornado.web import StaticFileHandler, url
 
-from pipeline.web import actions, flows, labels, runs
+from pipeline.web import actions, flows, labels, runs, schedule
 
 RUN_ID = r"([^/]+)"
 """A run id in a path: anything up to the next slash, then checked as the CLI checks it."""
@@ -19,6 +19,9 @@ def routes(static_dir: str) -> list:
         url(r"/api/flows/?", flows.FlowsApi),
         url(r"/labels/?", labels.LabelsPage, name="pipeline-labels"),
         url(r"/api/labels/?", labels.LabelsApi),
+        url(r"/schedule/?", schedule.SchedulePage, name="pipeline-schedule"),
+        url(r"/schedule/(pause|resume|backfill)", schedule.SchedulePage),
+        url(r"/api/schedule/?", schedule.ScheduleApi),
         url(r"/api/runs/?", runs.RunsApi),
         url(rf"/api/runs/{RUN_ID}/logs", runs.RunLogsApi),
         url(rf"/api/runs/{RUN_ID}", runs.RunApi),
