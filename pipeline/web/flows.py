@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline import validation
-from pipeline.cli.common import DEFAULT_ALPHAS
+from pipeline.settings import TUTORIAL_ALPHAS
 from pipeline.definition.naming import DEFAULT_N_SAMPLES
 from pipeline.ledger.versions import version_documents
 from pipeline.web.base import PipelineHandler, ledger, settings
 from pipeline.web.runs import NOTICE_COOKIE
 
 FORM_DEFAULTS = {
-    "alphas": " ".join(DEFAULT_ALPHAS), "n_samples": str(DEFAULT_N_SAMPLES), "sleep": "0", "retries": "0",
+    "alphas": " ".join(TUTORIAL_ALPHAS), "n_samples": str(DEFAULT_N_SAMPLES), "sleep": "0", "retries": "0",
     "retry_delay": "0", "fail_rate": "0", "label": "", "artifacts": "",
 }
 """The Run form's fields and defaults: ``sweep``'s options and defaults."""
