@@ -104,3 +104,15 @@ def test_relative_links_in_readme_and_docs_lead_to_files():
             if "://" not in target and not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(ROOT)} -> {target}")
     assert broken == []
+
+
+def test_the_documented_flow_digest_is_the_codes():
+    """The README names the flow's current digest: changing the definition's code (a new flow
+    version for every run after it) fails here until the README says so."""
+    from pipeline.ledger.versions import current_digest
+
+    for page in (ROOT / "README.md", ROOT / "docs" / "inspecting-runs.md"):
+        named = re.findall(r"`([0-9a-f]{6})\.\.\.`", page.read_text())
+        assert named, f"{page.name} names no flow digest"
+        assert named[-1] == current_digest()[:6], \
+            f"{page.name}: the flow's digest is now {current_digest()[:6]}..., documented {named[-1]}..."
