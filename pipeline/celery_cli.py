@@ -25,7 +25,8 @@ BROKER_COMMANDS = frozenset({
 """Subcommands of ``celery`` that need a broker (``report``, ``shell``, ``graph``... do not)."""
 
 NO_BROKER = ("no broker configured: set CELERY_BROKER_URL=redis://HOST:6379/0 (or start the "
-             "embedded stack first, e.g. with `python cli.py sweep`, and run this in its directory)")
+             "embedded stack first, e.g. with `python cli.py sweep` or `pipeline sweep`, and run this "
+             "in its directory)")
 """The one line ``celery -A pipeline <command>`` prints when it has no broker to talk to."""
 
 
