@@ -121,13 +121,14 @@ def test_celery_command_line_uses_the_running_embedded_stack(celery_worker, redi
 def test_cli_worker_passes_celery_worker_options_through(redis_server, tmp_path):
     name = node_name("pass")
     worker = start_worker(redis_server.url, tmp_path / "worker.log", "--pool", "prefork", "--concurrency", "1",
-                          "--hostname", name, "--max-tasks-per-child", "5", "-Q", "passq,other")
+                          "--hostname", name, "--max-tasks-per-child", "5", "--autoscale", "3,1", "-Q", "passq,other")
     try:
         env = pipeline_env(redis_server.url)
         stats = celery("-A", "pipeline", "inspect", "stats", "-d", expand(name), "--json", env=env)
         assert stats.returncode == 0, stats
-        pool = json.loads(stats.stdout)[expand(name)]["pool"]
-        assert pool["max-tasks-per-child"] == 5, pool
+        info = json.loads(stats.stdout)[expand(name)]
+        assert info["pool"]["max-tasks-per-child"] == 5, info["pool"]
+        assert (info["autoscaler"]["max"], info["autoscaler"]["min"]) == (3, 1), info.get("autoscaler")
         queues = celery("-A", "pipeline", "inspect", "active_queues", "-d", expand(name), "--json", env=env)
         assert sorted(q["name"] for q in json.loads(queues.stdout)[expand(name)]) == ["other", "passq"]
     finally:
