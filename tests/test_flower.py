@@ -61,7 +61,8 @@ def test_flower_lists_every_task_of_a_run_and_refuses_anonymous(flower, tmp_path
     env = {**env, "PIPELINE_ARTIFACTS": str(tmp_path / "art")}
     first = run_cli("sweep", "--alphas", "1.0", "0.1", "0.01", env=env)
     assert first.returncode == 0, first.stderr
-    assert "watch it in Flower: " + base + "/tasks" in first.stderr
+    run_id = first.stderr.split("run ", 1)[1].split()[0]
+    assert f"follow it in the browser: {base}/runs/{run_id}\n" in first.stderr  # the page answers
     other = json.loads(run_cli("run", "--json", env=env).stdout)["run_id"]
     run_id = first.stderr.split("run ", 1)[1].split()[0]
 

@@ -248,3 +248,16 @@ def test_labels_page_shows_workers_waiting_messages_and_unconsumed_queues(web, w
     status, _headers, page = browser.get("/labels")
     assert status == 200 and "no live worker consumes it: python cli.py worker --label nobody-here" in page
     run_cli("cancel", waiting, env=env)
+
+
+def test_submission_points_to_the_run_page_only_when_it_answers(clean_redis, worker, tmp_path):
+    from conftest import free_port
+
+    port = free_port()  # nothing listens there
+    env = pipeline_env(clean_redis.url, PIPELINE_ARTIFACTS=str(tmp_path / "art"),
+                       PIPELINE_FLOWER_URL=f"http://127.0.0.1:{port}")
+    result = run_cli("run", "--alpha", "0.5", env=env)
+    assert result.returncode == 0, result.stderr
+    run_id = result.stderr.split("run ", 1)[1].split()[0]
+    assert (f"follow it in a browser: python cli.py flower, then open http://127.0.0.1:{port}/runs/{run_id}\n"
+            in result.stderr)

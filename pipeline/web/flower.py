@@ -24,9 +24,33 @@ def run_search(run_id: str) -> str:
     return f"kwargs:run_id={run_id}"
 
 
+PROBE_TIMEOUT = 0.5
+"""Seconds a submission waits for the run pages to answer before naming the command instead."""
+
+
+def run_page_answers(settings: Settings, run_id: str, timeout: float = PROBE_TIMEOUT) -> bool:
+    """True when ``PIPELINE_FLOWER_URL`` serves this run's page (``/api/runs/<run_id>`` answers 200)."""
+    import base64
+    import urllib.request
+    from urllib.parse import quote
+
+    request = urllib.request.Request(f"{settings.flower_url}/api/runs/{quote(run_id)}")
+    if settings.flower_basic_auth:
+        credentials = settings.flower_basic_auth.split(",")[0]
+        request.add_header("Authorization", "Basic " + base64.b64encode(credentials.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status == 200
+    except (OSError, ValueError):
+        return False
+
+
 def where_to_look(settings: Settings, run_id: str) -> str:
-    """The line a submission prints: Flower's tasks page and the search for this run."""
-    return f"watch it in Flower: {settings.flower_url}/tasks, search: {run_search(run_id)}"
+    """The line a submission prints: the run's page when it answers, else how to start it."""
+    page = f"{settings.flower_url}/runs/{run_id}"
+    if run_page_answers(settings, run_id):
+        return f"follow it in the browser: {page}"
+    return f"follow it in a browser: python cli.py flower, then open {page}"
 
 
 def is_loopback(address: str) -> bool:
