@@ -143,3 +143,11 @@ def test_cli_worker_bad_celery_option_is_celerys_error_exit_2(redis_server, args
     result = run_cli("worker", *args, env=pipeline_env(redis_server.url), timeout=120)
     assert result.returncode == 2, result
     assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_importing_the_package_imports_no_celery():
+    """``pipeline.app`` is loaded on first access only: ``import pipeline.settings`` stays light."""
+    check = ("import sys, pipeline, pipeline.settings; "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('celery', 'kombu')))")
+    result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result
