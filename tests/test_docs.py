@@ -116,3 +116,17 @@ def test_the_documented_flow_digest_is_the_codes():
         assert named, f"{page.name} names no flow digest"
         assert named[-1] == current_digest()[:6], \
             f"{page.name}: the flow's digest is now {current_digest()[:6]}..., documented {named[-1]}..."
+
+
+def test_the_readme_command_table_names_every_command():
+    from pipeline.cli.main import cli
+
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index("| command | what it does |") + 2
+    named = set()
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        first_cell = line.split(" | ")[0]
+        named |= {span.split()[0] for span in re.findall(r"`([^`]+)`", first_cell)}
+    assert named == set(cli.commands)
