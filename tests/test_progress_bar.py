@@ -93,3 +93,21 @@ def test_no_bar_with_json_or_when_stderr_is_not_a_terminal(cli_env):
     assert "/7  " not in err and "done" not in err, err
     piped = run_cli("sweep", "--alphas", "1.0", "--fail-rate", "1", env=cli_env)
     assert piped.returncode == 1 and "/7  " not in piped.stderr and "done" not in piped.stderr
+
+
+def test_the_bar_reads_task_states_at_most_every_quarter_second_and_always_at_the_end():
+    from pipeline.cli.progress import progress_bar
+
+    class Book:
+        reads = 0
+
+        def state_counts(self, run_id):
+            Book.reads += 1
+            return {"Success": 1}
+
+    with progress_bar(Book(), "r1", enabled=True) as update:
+        for finished in range(1, 100):  # 99 changes within far less than 0.25 s
+            update(finished, 100)
+        reads_while_running = Book.reads
+        update(100, 100)
+    assert reads_while_running == 1 and Book.reads == 2

@@ -36,6 +36,10 @@ COUNTED = ((TaskState.SUCCESS, "done"), (TaskState.FAILED, "failed"), (TaskState
 COUNTS_EVERY = 0.5
 """Seconds between two reads of the task states while the number of finished tasks stands still."""
 
+COUNTS_AT_MOST_EVERY = 0.25
+"""Seconds between two reads of the task states however fast tasks finish (one read of a
+2000-alpha run's 6005 states took 12 ms); the read that sees the run finished is never skipped."""
+
 BAR_WIDTH = 24
 """Columns of the bar itself."""
 
@@ -99,7 +103,8 @@ def progress_bar(ledger, run_id: str, enabled: bool = True) -> Iterator[Callable
     """A live bar on stderr for ``run_id``; yields ``update(finished, total)`` for
     :func:`pipeline.runs.submit.wait_for_run`, which calls it after every read of the run.
 
-    The task states are read from ``ledger`` when the number of finished tasks changes, and
+    The task states are read from ``ledger`` when the number of finished tasks changes (at
+    most every :data:`COUNTS_AT_MOST_EVERY` seconds, and always once all have finished), and
     every :data:`COUNTS_EVERY` seconds in between (retries and starts finish nothing).
     Disabled: nothing is drawn and nothing read.
     """
@@ -134,7 +139,9 @@ def progress_bar(ledger, run_id: str, enabled: bool = True) -> Iterator[Callable
 
         def update(finished: int, total: int) -> None:
             now = time.monotonic()
-            if finished == seen.finished and now - seen.read_at < COUNTS_EVERY:
+            changed = finished != seen.finished
+            due = now - seen.read_at >= (COUNTS_AT_MOST_EVERY if changed else COUNTS_EVERY)
+            if not due and not (changed and finished >= total):
                 return
             seen.finished, seen.read_at = finished, now
             seen.first = seen.first or (finished, now)
