@@ -20,6 +20,15 @@ from pipeline.web import schematic
 LOG_TAIL = 500
 """Log lines a run page shows (the newest); the JSON and ``logs`` give every line."""
 
+FULL_TABLE_UPTO = 200
+"""A run with at most this many tasks lists them all; a bigger one lists its notable tasks."""
+
+ROW_CAP = 500
+"""Most task rows (and folded schematic children) a page renders unless asked for all."""
+
+QUIET_STATES = frozenset({"Pending", "Success", "Cached"})
+"""Task states a big run's page leaves out of its table until asked for every task."""
+
 
 @dataclass
 class RunView:
@@ -33,6 +42,19 @@ class RunView:
     log_total: int
     log_task: str | None
     restart_refusal: str | None
+    rows: list[dict[str, Any]]
+    hidden_rows: int
+    show_all: bool
+    axis: tuple[float, float] | None
+
+    @property
+    def gantt(self) -> dict[str, list[dict[str, Any]]]:
+        """Task key -> its attempts' bars on the run's time axis (shown rows only)."""
+        from pipeline.web.gantt import bars
+
+        if self.axis is None:
+            return {}
+        return {row["key"]: bars(row, *self.axis) for row in self.rows}
 
     @property
     def finished(self) -> bool:
@@ -59,8 +81,23 @@ def check_task(doc: dict[str, Any], task: str | None) -> str | None:
     return task
 
 
-def run_view(ledger: Ledger, run_id: str, stuck_after: float, task: str | None = None) -> RunView | None:
-    """Read everything the page of ``run_id`` shows; None when there is no such run."""
+def notable(tasks: list[dict[str, Any]], show_all: bool) -> tuple[list[dict[str, Any]], int]:
+    """The task rows a page lists, and how many it leaves out: every row of a small run (or
+    when ``show_all``), else those not Pending or Success, at most :data:`ROW_CAP`."""
+    if show_all or len(tasks) <= FULL_TABLE_UPTO:
+        return tasks, 0
+    shown = [t for t in tasks if t["state"] not in QUIET_STATES][:ROW_CAP]
+    return shown, len(tasks) - len(shown)
+
+
+def run_view(ledger: Ledger, run_id: str, stuck_after: float, task: str | None = None,
+             show_all: bool = False) -> RunView | None:
+    """Read everything the page of ``run_id`` shows; None when there is no such run.
+
+    ``show_all``: every task row and every schematic node, however big the run.
+    """
+    from pipeline.web.gantt import axis
+
     from pipeline.runs.restart import keys_to_rerun, restart_refusal
     from pipeline.runs.submit import run_results
 
@@ -76,15 +113,20 @@ def run_view(ledger: Ledger, run_id: str, stuck_after: float, task: str | None =
     for line in logview.read_all(ledger, run_id, task=task):
         tail.append(line)
         total += 1
+    rows_shown, hidden = notable(doc["tasks"], show_all)
     stuck = is_stuck(run, stuck_after, now)
     keys = keys_to_rerun({row["key"]: row["state"] for row in rows}, n_branches(run), stuck)
     return RunView(
         doc=doc,
-        schematic=schematic.build(doc),
+        schematic=schematic.build(doc, show_all),
         alphas=schematic.alphas_by_key(doc),
         results=run_results(ledger, run_id),
         logs=list(tail),
         log_total=total,
         log_task=task,
         restart_refusal=restart_refusal(run, keys, stuck),
+        rows=rows_shown,
+        hidden_rows=hidden,
+        show_all=show_all,
+        axis=axis(doc, now),
     )

@@ -125,13 +125,18 @@ class RunLogsApi(PipelineHandler):
 
 
 class RunPage(PipelineHandler):
-    """``GET /runs/<run_id>[?task=KEY]``: the run page (``/runs/<run_id>/live``: its live part alone)."""
+    """``GET /runs/<run_id>[?task=KEY][&all=1]``: the run page (``/runs/<run_id>/live``: its live part alone).
+
+    ``task``: only that task's log lines; ``all=1``: every task row and schematic node of a
+    big run (by default it lists only the tasks not Pending or Success).
+    """
 
     async def get(self, run_id: str, live: str | None = None) -> None:
         run_id = self.run_id_arg(run_id)
         task = self.arg("task")
+        show_all = self.arg("all") == "1"
         try:
-            view = await self.off_loop(run_view, ledger(), run_id, settings().stuck_after, task)
+            view = await self.off_loop(run_view, ledger(), run_id, settings().stuck_after, task, show_all)
         except ValueError as exc:
             raise tornado.web.HTTPError(400, f"{exc} in run {run_id}") from None
         if view is None:
