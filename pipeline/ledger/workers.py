@@ -16,10 +16,19 @@ from pipeline.settings import KEY_PREFIX
 WORKERS_PREFIX = f"{KEY_PREFIX}:workers:"
 """Prefix of the per-worker keys."""
 
+OWNERS_KEY = f"{KEY_PREFIX}:unacked_owner"
+"""Hash: delivery tag -> the worker (``<node name>/<pid>``) holding that unacked message
+(kept by the worker's transport, :mod:`pipeline.worker.kombu_redis`)."""
+
+
+def record_key(name: str) -> str:
+    """The Redis key of the worker named ``<node name>/<pid>``."""
+    return f"{WORKERS_PREFIX}{name}"
+
 
 def worker_key(hostname: str, pid: int) -> str:
     """The Redis key of the worker ``hostname`` running as process ``pid``."""
-    return f"{WORKERS_PREFIX}{hostname}/{pid}"
+    return record_key(f"{hostname}/{pid}")
 
 
 def write_worker(client: redis.Redis, key: str, record: dict, ttl_ms: int) -> None:

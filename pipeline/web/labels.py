@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from pipeline.ledger.listing import RunFilter, page_of_runs
+from pipeline.ledger.values import RunState
 from pipeline.settings import DEFAULT_QUEUE
 from pipeline.web.base import PipelineHandler, ledger, settings
 
@@ -37,7 +38,7 @@ def read_labels() -> tuple[dict[str, dict], dict[str, list[str]]]:
     book = ledger()
     records = book.worker_records()
     waiting: dict[str, list[str]] = {}
-    for state in ("Pending", "Running"):
+    for state in (RunState.PENDING, RunState.RUNNING):
         runs, _more = page_of_runs(book, 0, ACTIVE_SCAN, RunFilter(state=state))
         for run in runs:
             waiting.setdefault(run.get("queue") or DEFAULT_QUEUE, []).append(run["id"])

@@ -63,14 +63,11 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
-from pipeline.ledger.workers import WORKERS_PREFIX
-from pipeline.settings import KEY_PREFIX, get_settings
+from pipeline.ledger.workers import OWNERS_KEY, record_key
+from pipeline.settings import get_settings
 from pipeline.worker import liveness
 
 log = logging.getLogger(__name__)
-
-OWNERS_KEY = f"{KEY_PREFIX}:unacked_owner"
-"""Hash: delivery tag -> the worker (``<node name>/<pid>``) holding that unacked message."""
 
 RELEASE = """
 -- KEYS: unacked, unacked_index, owners.  ARGV: tag, this worker.
@@ -113,7 +110,7 @@ return 1
 
 def heartbeat_key(owner: str) -> str:
     """The liveness key of the worker ``owner`` (``<node name>/<pid>``)."""
-    return f"{WORKERS_PREFIX}{owner}"
+    return record_key(owner)
 
 
 def _text(value: "bytes | str | None") -> str:
