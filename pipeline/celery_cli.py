@@ -60,6 +60,10 @@ def command_line_app() -> Celery:
 
     settings = get_settings()
     if settings.broker_url:
+        if needs_broker(celery_subcommand(), sys.argv[1:]):
+            from pipeline.cli.common import check_broker_or_exit
+
+            check_broker_or_exit(settings)  # one line for a broker we cannot serve
         return app  # configured from the environment when pipeline.celery_app was imported
     url = embedded_url(settings)
     if url:

@@ -50,12 +50,25 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
 
 
 def connect_or_exit(settings):
-    """Connect to the broker (or embedded stack); exit 2 with one line if unreachable."""
+    """Connect to the broker (or embedded stack); exit 2 with one line if unreachable or one
+    we cannot serve."""
+    from pipeline.brokers import UnsupportedBroker
     from pipeline.embedded.connect import connect
 
     try:
         return connect(settings, announce=lambda msg: click.echo(msg, err=True))
-    except BrokerUnreachable as exc:
+    except (BrokerUnreachable, UnsupportedBroker) as exc:
+        fail(str(exc))
+
+
+def check_broker_or_exit(settings) -> None:
+    """Exit 2 with one line unless the configured broker and run record are ones we serve
+    (for commands that start a process on the broker without connecting first: worker, beat)."""
+    from pipeline.brokers import UnsupportedBroker, check_supported
+
+    try:
+        check_supported(settings)
+    except UnsupportedBroker as exc:
         fail(str(exc))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from pipeline import validation
-from pipeline.cli.common import VariadicOptions, connect_or_exit, fail, warn_if_unconsumed
+from pipeline.cli.common import VariadicOptions, check_broker_or_exit, connect_or_exit, fail, warn_if_unconsumed
 from pipeline.settings import FLOWER_PORT, WORKER_POOLS, get_settings
 
 
@@ -35,6 +35,7 @@ def worker(ctx: click.Context, labels: tuple[str, ...], concurrency: int | None,
     settings = get_settings()
     if not settings.broker_url:
         fail("CELERY_BROKER_URL is not set: point it at your Redis (the embedded stack starts its own worker)")
+    check_broker_or_exit(settings)
     from pipeline.worker.start import run_worker
 
     run_worker(labels, concurrency, pool, loglevel, mingle=not without_mingle, log_tasks=log_tasks,
@@ -94,6 +95,7 @@ def beat(loglevel: str) -> None:
     settings = get_settings()
     if not settings.broker_url:
         fail("CELERY_BROKER_URL is not set: beat needs the deployment's Redis")
+    check_broker_or_exit(settings)
     from pipeline.schedule.beat import run_beat
 
     run_beat(settings, loglevel)

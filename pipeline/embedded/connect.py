@@ -5,7 +5,8 @@ import sys
 from dataclasses import dataclass, replace
 
 from pipeline.ledger.records import Ledger
-from pipeline.redis_conn import check_reachable, make_client
+from pipeline.brokers import check_reachable, check_supported
+from pipeline.redis_conn import make_client
 from pipeline.settings import Settings
 
 EMBEDDED_CONCURRENCY = 10
@@ -36,11 +37,15 @@ def embedded_worker_argv() -> list[str]:
 
 
 def connect(settings: Settings, announce=print) -> Connection:
-    """Reach the configured broker (raising BrokerUnreachable) or start/reuse the embedded stack.
+    """Reach the configured broker (raising UnsupportedBroker for one we cannot serve,
+    BrokerUnreachable) or start/reuse the embedded stack.
 
-    Configures the Celery app for the URL, so canvases sent afterwards go there.
+    The ledger is the run record's Redis (:attr:`Settings.ledger_url`: the broker's, or the
+    result backend's with RabbitMQ). Configures the Celery app for the URL, so canvases sent
+    afterwards go there.
     """
     if settings.broker_url:
+        check_supported(settings)
         check_reachable(settings.broker_url, REACH_TIMEOUT)
         if settings.ledger_url != settings.broker_url:
             check_reachable(settings.ledger_url, REACH_TIMEOUT)

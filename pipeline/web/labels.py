@@ -4,7 +4,7 @@ and a warning where runs wait on a queue no live worker consumes.
 Live workers come from their records in Redis (``pipeline/ledger/workers.py``, the ones
 a submission checks), joined by node name with what Flower's inspector knows of their
 pool and concurrency; waiting messages from Flower's own broker client (Redis priority
-lists or RabbitMQ's management API); waiting runs from the runs index (Pending and
+lists; RabbitMQ's by a passive ``queue.declare``); waiting runs from the runs index (Pending and
 Running runs, newest :data:`ACTIVE_SCAN` of each).
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any
 
+from pipeline.brokers import amqp_queue_counts, is_amqp
 from pipeline.ledger.listing import RunFilter, page_of_runs
 from pipeline.ledger.values import RunState
 from pipeline.settings import DEFAULT_QUEUE
@@ -88,6 +89,15 @@ class LabelsMixin(PipelineHandler):
                       broker_options=self.capp.conf.broker_transport_options,
                       broker_use_ssl=self.capp.conf.broker_use_ssl)
 
+    async def waiting_messages(self, queues: list[str]) -> dict[str, int | None]:
+        """Queue -> messages waiting in it: RabbitMQ's by a passive queue.declare (no
+        management plugin needed), other brokers' by Flower's broker client."""
+        url = settings().broker_url
+        if is_amqp(url):
+            counts = await self.off_loop(amqp_queue_counts, url, queues)
+            return {queue: count[0] if count else 0 for queue, count in counts.items()}
+        return {entry["name"]: entry.get("messages") for entry in await self.broker().queues(queues)}
+
     async def document(self) -> list[dict[str, Any]]:
         records, waiting = await self.off_loop(read_labels)
         inspected = self.application.workers
@@ -100,8 +110,7 @@ class LabelsMixin(PipelineHandler):
                          *(q for r in records.values() for q in r["queues"])})
         lengths: dict[str, int | None] = {}
         try:
-            for entry in await self.broker().queues(queues):
-                lengths[entry["name"]] = entry.get("messages")
+            lengths = await self.waiting_messages(queues)
         except Exception as exc:  # a broker Flower cannot count (or one unreachable now): shown as '-'
             log.warning("could not count the queues' waiting messages: %r", exc)
         return labels_document(records, waiting, lengths, dict(self.application.workers), time.time())
