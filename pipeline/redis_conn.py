@@ -17,12 +17,6 @@ class BrokerUnreachable(RuntimeError):
     """The configured Redis did not answer in time."""
 
 
-def ledger_url(conf) -> str | None:
-    """Redis URL of the run ledger under a Celery app's configuration ``conf`` (``app.conf``):
-    its result backend, else its broker, the rule of :attr:`Settings.ledger_url`."""
-    return conf.result_backend or conf.broker_url
-
-
 def make_client(url: str, settings: Settings | None = None, *, retries: int | None = None) -> redis.Redis:
     """A new client for ``url`` with connect/socket timeouts and retry on connection loss.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 DEFAULT_QUEUE = "default"
 """Queue consumed by a worker started without ``--label`` and used by runs without one."""
@@ -151,7 +151,13 @@ class Settings:
     @property
     def ledger_url(self) -> str | None:
         """Redis URL of the run ledger: the result backend, else the broker."""
-        return self.result_backend or self.broker_url
+        return ledger_url(self)
+
+
+def ledger_url(conf: Any) -> str | None:
+    """Redis URL of the run ledger under ``conf``, a :class:`Settings` or a Celery app's
+    ``app.conf`` (same attribute names): its result backend, else its broker."""
+    return conf.result_backend or conf.broker_url
 
 
 DEFAULTS = Settings()

@@ -17,8 +17,7 @@ from celery import Task
 
 from pipeline.celery_app import app
 from pipeline.ledger.records import Ledger, shared_ledger
-from pipeline.redis_conn import ledger_url
-from pipeline.settings import TUTORIAL_ALPHAS, get_settings
+from pipeline.settings import TUTORIAL_ALPHAS, get_settings, ledger_url
 from pipeline.definition.naming import DEFAULT_N_SAMPLES
 from pipeline.schedule.tick_runs import heal_recent, submit_tick, tick_request
 from pipeline.schedule.ticks import MINUTE, SCHEDULED_TASK, floor_tick, iso_tick, utc

@@ -164,7 +164,8 @@ class WorkerRecordStep(bootsteps.StartStopStep):
     def create(self, worker: Any) -> WorkerRecord:
         """Build the record for ``worker``; started by the blueprint before the consumer."""
         global _current
-        from pipeline.redis_conn import ledger_url, shared_client
+        from pipeline.redis_conn import shared_client
+        from pipeline.settings import ledger_url
 
         app = worker.app
         url = ledger_url(app.conf)

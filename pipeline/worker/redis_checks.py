@@ -50,7 +50,8 @@ class PersistenceCheckStep(bootsteps.StartStopStep):
     label = "pipeline redis persistence check"
 
     def start(self, worker: Any) -> None:
-        from pipeline.redis_conn import ledger_url, make_client, redact
+        from pipeline.redis_conn import make_client, redact
+        from pipeline.settings import ledger_url
 
         url = ledger_url(worker.app.conf)
         if not (url or "").startswith(("redis://", "rediss://")):

@@ -26,8 +26,7 @@ from pipeline.celery_app import app
 from pipeline.ledger.records import Ledger, shared_ledger
 from pipeline.ledger.values import SupersededAttempt, TaskState
 from pipeline.worker.logcapture import capture_lines
-from pipeline.redis_conn import ledger_url
-from pipeline.settings import get_settings
+from pipeline.settings import get_settings, ledger_url
 from pipeline.worker.taskfiles import LedgerFileBook
 from pipeline.worker.taskstart import VersionMismatch, start_task
 from pipeline.validation import BadInput, check_artifacts_root
