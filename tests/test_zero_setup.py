@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,27 @@ def test_local_mode_needs_no_broker(tmp_path):
     assert not (tmp_path / "state").exists()
     linear = run_cli("run", "--local", "--artifacts", str(tmp_path / "a"), env=env)
     assert linear.returncode == 0 and "linear   0.965515" in linear.stdout  # the table: 6 decimals
+
+
+@pytest.mark.slow
+def test_edited_code_gets_a_worker_of_its_own(stack_env, tmp_path):
+    """A user edits a stage and sweeps again: the embedded worker of the old code (which would
+    hold the new run's tasks, see ledger/versions) is replaced, and the sweep finishes."""
+    from test_versioning import copy_project
+
+    project = copy_project(tmp_path / "project")
+    env = {**stack_env(), "PIPELINE_STUCK_AFTER": "40"}  # without the replacement: exit 3 (stuck), not a hang
+    cli = str(project / "cli.py")
+    first = subprocess.run([sys.executable, cli, "sweep", "--alphas", "1.0", "--artifacts", str(tmp_path / "a")],
+                           env=env, cwd=project, capture_output=True, text=True, timeout=180)
+    assert first.returncode == 0, first.stderr
+    stages = project / "pipeline" / "definition" / "stages.py"
+    text = stages.read_text()
+    assert 'print("cleanup_file end")' in text
+    stages.write_text(text.replace('print("cleanup_file end")', 'print("cleanup_file", "end")'))
+
+    second = subprocess.run([sys.executable, cli, "sweep", "--alphas", "0.1", "--artifacts", str(tmp_path / "b"),
+                             "--json"], env=env, cwd=project, capture_output=True, text=True, timeout=180)
+    assert second.returncode == 0, second.stderr
+    assert "restarted it with this code" in second.stderr
+    assert json.loads(second.stdout)["results"] == {"0.1": tutorial_score(17, 100, 0.1)}

@@ -61,6 +61,9 @@ def connect(settings: Settings, announce=print) -> Connection:
             )
         else:
             stack.touch(settings)
+        if info.worker_replaced:
+            announce("The pipeline's code changed since the embedded worker started: restarted it "
+                     "with this code (runs submitted with the old code wait for a worker of theirs).")
         url, embedded = info.url, True
         settings = replace(settings, broker_url=url, result_backend=url)
     from pipeline.celery_app import app, configure  # after the reach check: Celery is slow to import

@@ -27,6 +27,7 @@ import redis
 
 from pipeline.embedded.detached import (alive, launch, locked, pid_path, read_record,
                                terminate, write_atomic, write_pid)
+from pipeline.ledger import versions
 from pipeline.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +45,8 @@ class StackInfo:
     port: int
     state_dir: Path
     started_now: bool
+    worker_replaced: bool = False
+    """True when this call replaced a worker that ran other code than this installation's."""
 
 
 def find_redis_server() -> str:
@@ -153,9 +156,12 @@ def _start_redis(state_dir: Path, binary: str) -> int:
 def _start_worker(state_dir: Path, url: str, worker_argv: list[str]) -> int:
     """Start the worker detached against ``url`` (not waiting for it to be ready); return its pid.
 
-    Its command is kept in ``worker.argv`` so the supervisor can start it again.
+    Its command is kept in ``worker.argv`` so the supervisor can start it again, and the
+    digest of the code it starts with (read from disk now, not a cached value: the
+    supervisor lives longer than one edit) in ``worker.digest``.
     """
     write_atomic(state_dir / "worker.argv", json.dumps(worker_argv))
+    write_atomic(state_dir / "worker.digest", versions.package_digest(versions.DEFINITION_DIR))
     env = {**os.environ, "CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url}
     pid = launch(worker_argv, state_dir / "worker.log", env=env, cwd=PROJECT_ROOT)
     write_pid(state_dir, "worker", pid)
@@ -174,6 +180,20 @@ def restart_worker(state_dir: Path) -> int | None:
     except (OSError, ValueError):
         return None
     return None if port is None else _start_worker(state_dir, _url(port), argv)
+
+
+def _runs_other_code(state_dir: Path) -> bool:
+    """True when the live worker started from other definition code than this installation's.
+
+    A worker computes only runs of its own code (see :mod:`pipeline.ledger.versions`), so
+    after an edit of a stage the embedded worker would hold every new run's tasks forever.
+    A worker with no recorded digest (started by an older version) counts as other code.
+    """
+    try:
+        recorded = (state_dir / "worker.digest").read_text().strip()
+    except OSError:
+        recorded = ""
+    return recorded != versions.current_digest()
 
 
 def _start_supervisor(state_dir: Path, settings: Settings) -> None:
@@ -202,11 +222,15 @@ def ensure_stack(settings: Settings, worker_argv: list[str], *,
         if port is None:
             stop_all(state_dir)  # leftovers of a dead stack
             port = _start_redis(state_dir, redis_server or find_redis_server())
-        if not alive(read_record(state_dir, "worker")):
+        worker = read_record(state_dir, "worker")
+        replaced = alive(worker) and _runs_other_code(state_dir)
+        if replaced:
+            terminate([worker])  # warm shutdown: it finishes the tasks it runs, of its own code
+        if replaced or not alive(worker):
             _start_worker(state_dir, _url(port), worker_argv)
         if not alive(read_record(state_dir, "supervisor")):
             _start_supervisor(state_dir, settings)
-    return StackInfo(_url(port), port, state_dir, started)
+    return StackInfo(_url(port), port, state_dir, started, replaced)
 
 
 def stack_running(settings: Settings) -> StackInfo | None:

@@ -67,9 +67,13 @@ def package_digest(package: Path) -> str:
 _digest_lock = threading.Lock()
 
 
+DEFINITION_DIR = Path(__file__).resolve().parents[1] / "definition"
+"""The folder of :data:`DEFINITION_FILES` in this installation."""
+
+
 @lru_cache(maxsize=1)
 def _current_digest() -> str:
-    return package_digest(Path(__file__).resolve().parents[1] / "definition")
+    return package_digest(DEFINITION_DIR)
 
 
 def current_digest() -> str:
