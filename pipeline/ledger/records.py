@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, Mapping, NamedTuple
 
 import redis
 
@@ -170,18 +170,28 @@ class Ledger:
         trigger_failed: Iterable[str] = (),
         task_id: str = "",
         attempt: int = 0,
+        files: Mapping[str, dict[str, Any]] | None = None,
     ) -> str:
         """End ``key`` in ``state`` (and mark ``trigger_failed`` keys TriggerFailed).
 
         Returns the run's end state when this call finished the run, else ``""``. A stale
         ``task_id`` (see :meth:`begin_task`) changes nothing. ``attempt``: the number
         :meth:`begin_task` gave this attempt (0: unchecked); raises :class:`SupersededAttempt`
-        (nothing changed) if the task has begun again since.
+        (nothing changed) if the task has begun again since. ``files``: what the attempt
+        wrote (file name -> ``{size, sha256, task}``), recorded first, in the same round
+        trip (they are on disk whatever the verdict).
         """
         out = "" if output is None else json.dumps(output)
         args = [self.ttl, repr(time.time()), key_prefix(REFERENCE_STAGE), key, state, out, error, task_id or "",
                 attempt, *trigger_failed]
-        ended = self._finish(keys=self.keys(run_id), args=args) or ""
+        keys = self.keys(run_id)
+        if files:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hset(keys.files, mapping={name: json.dumps(d, sort_keys=True) for name, d in files.items()})
+            self._finish(keys=keys, args=args, client=pipe)  # its touch_ttl gives the files hash its expiry
+            ended = pipe.execute()[-1] or ""
+        else:
+            ended = self._finish(keys=keys, args=args) or ""
         if ended == "superseded":
             raise SupersededAttempt(f"{key} of run {run_id}: attempt {attempt} was superseded")
         return ended
@@ -385,16 +395,8 @@ class Ledger:
         )
 
     # -- artifacts: what each file was when written (see pipeline/artifacts/integrity.py) ---
-    def record_file(self, run_id: str, name: str, digest: dict[str, Any]) -> None:
-        """Record the size, sha256 and writing task of file ``name`` (``digest``) of the run."""
-        key = self.keys(run_id).files
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hset(key, name, json.dumps(digest, sort_keys=True))
-        pipe.expire(key, self.ttl)
-        pipe.execute()
-
     def file_record(self, run_id: str, name: str) -> dict[str, Any] | None:
-        """What :meth:`record_file` recorded for ``name`` (None: nothing)."""
+        """What was recorded for file ``name`` of the run (see :meth:`finish_task`; None: nothing)."""
         raw = self.r.hget(self.keys(run_id).files, name)
         return None if raw is None else json.loads(raw)
 

@@ -121,8 +121,9 @@ def _execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     n_branches = len(params["alphas"])
     _, index = flow.parse_key(key, n_branches)
     inputs = start.inputs
+    files = LedgerFileBook(book, run_id)
     try:
-        run_dir = run_dir_for(start.artifacts, run_id).tracked(LedgerFileBook(book, run_id), key)
+        run_dir = run_dir_for(start.artifacts, run_id).tracked(files, key)
     except BadInput as exc:  # a record pointing where this worker may not write: never retried
         book.finish_task(run_id, key, TaskState.FAILED, error=str(exc), trigger_failed=flow.downstream(key, n_branches),
                          task_id=task.request.id, attempt=begin.attempts)
@@ -143,10 +144,11 @@ def _execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
             book.set_retrying(run_id, key, error, task_id=task.request.id, attempt=begin.attempts)
             raise task.retry(exc=exc, countdown=float(params.get("retry_delay", 0)), max_retries=retries)
         if book.finish_task(run_id, key, TaskState.FAILED, error=error, trigger_failed=flow.downstream(key, n_branches),
-                            task_id=task.request.id, attempt=begin.attempts):
+                            task_id=task.request.id, attempt=begin.attempts, files=files.pending):
             book.signal_finished(run_id)  # the run ended: wake its waiter now, not at its next poll
         raise
-    if book.finish_task(run_id, key, TaskState.SUCCESS, output=output, task_id=task.request.id, attempt=begin.attempts):
+    if book.finish_task(run_id, key, TaskState.SUCCESS, output=output, task_id=task.request.id, attempt=begin.attempts,
+                        files=files.pending):
         book.signal_finished(run_id)
     return output
 
