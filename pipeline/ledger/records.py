@@ -254,6 +254,14 @@ class Ledger:
         start = after if after == "-" else f"({after}"
         return self.r.xrange(self.keys(run_id).logs, min=start, max="+", count=count)
 
+    def log_tail(self, run_id: str, count: int) -> tuple[list[tuple[str, dict]], int]:
+        """The last ``count`` log records, oldest first, and how many the run has in all."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.xrevrange(self.keys(run_id).logs, max="+", min="-", count=count)
+        pipe.xlen(self.keys(run_id).logs)
+        newest_first, total = pipe.execute()
+        return newest_first[::-1], int(total)
+
     # -- Celery ids, restart and cancel (see pipeline/runs/restart.py, pipeline/runs/cancel.py) -----
     def _script(self, name: str):
         cache = self.__dict__.setdefault("_more_scripts", {})

@@ -90,9 +90,10 @@ class PipelineHandler(BaseHandler):
         return namespace
 
     def write_json(self, document: Any) -> None:
-        """``document`` as the CLI's ``--json`` prints it."""
+        """``document``, the CLI's ``--json`` document, compact (json's C encoder only runs
+        without ``indent``: a 2000-alpha run's status is 1.9 MB)."""
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(document, indent=2, sort_keys=False))
+        self.finish(json.dumps(document, separators=(",", ":")))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Errors of our pages: one line of text (JSON under /api/), not Flower's 404 page."""
