@@ -207,3 +207,12 @@ def test_killed_worker_tasks_are_redelivered_at_once(rabbit, tmp_path, pool):
               f"after the kill, run ended {ended - killed_at:.1f} s after it")
     finally:
         stack.close()
+
+
+def test_the_node_runs_with_the_compose_variants_consumer_timeout(rabbit):
+    """docker-compose.rabbitmq.yml's Erlang arguments, given to a real node, raise consumer_timeout
+    to PIPELINE_VISIBILITY_TIMEOUT (the longest a stage or retry delay may hold a message)."""
+    from pipeline.settings import DEFAULTS
+
+    shown = rabbit.ctl("eval", "application:get_env(rabbit, consumer_timeout).")
+    assert shown.strip() == f"{{ok,{int(DEFAULTS.visibility_timeout * 1000)}}}", shown
