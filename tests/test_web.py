@@ -261,3 +261,14 @@ def test_submission_points_to_the_run_page_only_when_it_answers(clean_redis, wor
     run_id = result.stderr.split("run ", 1)[1].split()[0]
     assert (f"follow it in a browser: python cli.py flower, then open http://127.0.0.1:{port}/runs/{run_id}\n"
             in result.stderr)
+
+
+def test_flowers_broker_page_counts_the_queues_of_the_configured_redis(web):
+    """Flower's own Broker page: with our kombu transport the connection's URI names the
+    transport's class path, which Flower's broker client does not know; the launcher gives
+    it the configured URL."""
+    browser, env = web
+    cli_json(env, "run", "--alpha", "0.5", "--label", "nobody-here", "--no-wait")
+    status, _headers, page = browser.get("/broker")
+    assert status == 200 and "kombu_redis:Transport" not in page
+    assert "redis://127.0.0.1:" in page and "default" in page

@@ -54,11 +54,26 @@ class PipelineLoader(Loader):
         return Template(text, name=name, loader=self)
 
 
-def install() -> None:
-    """Add our handlers and template loader to Flower's URL table and settings (before it starts)."""
-    from flower import urls
+def configured_broker_url(app) -> str:
+    """The broker URL as configured (Flower derives it from the connection, whose scheme
+    for a ``redis://`` broker is our kombu transport's class path, which its broker client
+    and Broker page do not know)."""
+    from pipeline.settings import get_settings
 
+    return get_settings().broker_url or app.capp.conf.broker_url
+
+
+def install() -> None:
+    """Add our handlers and template loader to Flower's URL table and settings (before it
+    starts), and give Flower's broker client the configured broker URL."""
+    from flower import urls
+    from flower.app import Flower
+
+    from pipeline.redis_conn import redact
     from pipeline.web.routes import routes
+
+    Flower.broker_uri_with_password = property(configured_broker_url)
+    Flower.broker_uri = property(lambda app: redact(configured_broker_url(app)))
 
     if any(getattr(h, "name", None) == "pipeline-runs" for h in urls.handlers):
         return
