@@ -89,3 +89,4 @@ app = configure(Celery("pipeline", include=["pipeline.worker.tasks", "pipeline.s
 # Worker bootsteps, loaded by name (tests/test_upstream_pins.py resolves every one):
 app.steps["worker"].add("pipeline.worker.liveness:WorkerRecordStep")  # the worker's record of its queues
 app.steps["worker"].add("pipeline.worker.redis_checks:PersistenceCheckStep")  # warns if Redis would lose runs
+app.steps["worker"].add("pipeline.notify.sender:NotifySenderStep")  # delivers due notifications

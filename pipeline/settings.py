@@ -27,6 +27,15 @@ FLOWER_PORT = 5555
 """Port ``flower`` listens on unless ``--port`` says otherwise."""
 
 
+NOTIFY_EVENT_NAMES = ("succeeded", "failed", "cancelled", "stuck", "recovered")
+"""Events a notification can be sent for (``PIPELINE_NOTIFY_EVENTS``); each is sent as ``run.<name>``."""
+
+
+def _words(raw: str | None) -> tuple[str, ...]:
+    """Items of a space- or comma-separated list, in order, without empties."""
+    return tuple(w for w in (raw or "").replace(",", " ").split() if w)
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -117,6 +126,34 @@ class Settings:
     """``PIPELINE_VERSION_BACKOFF``: seconds a worker holds a task of a run recorded under
     another flow version before handing it back to its queue (so it does not spin on it)."""
 
+    public_url: str | None = None
+    """``PIPELINE_PUBLIC_URL``: where users reach the web pages (``<url>/runs/<id>``); notifications link there."""
+
+    notify: tuple[str, ...] = ()
+    """``PIPELINE_NOTIFY``: notification destinations (URLs, space or comma separated) added to every
+    run submitted from here (``--notify`` adds more); see docs/notifications.md."""
+
+    notify_events: tuple[str, ...] = ("failed", "stuck", "recovered")
+    """``PIPELINE_NOTIFY_EVENTS``: which of :data:`NOTIFY_EVENT_NAMES` are sent (space or comma separated)."""
+
+    webhook_secret: str | None = None
+    """``PIPELINE_WEBHOOK_SECRET``: the Standard Webhooks signing secret (``whsec_<base64>`` or plain text)."""
+
+    notify_interval: float = 1.0
+    """``PIPELINE_NOTIFY_INTERVAL``: seconds between a worker's looks for notifications due."""
+
+    notify_backoff: float = 5.0
+    """``PIPELINE_NOTIFY_BACKOFF``: seconds before a failed delivery's first retry (then doubling)."""
+
+    notify_max_backoff: float = 300.0
+    """``PIPELINE_NOTIFY_MAX_BACKOFF``: most seconds between two attempts of one delivery (unless ``Retry-After`` asks more)."""
+
+    notify_max_age: float = 3600.0
+    """``PIPELINE_NOTIFY_MAX_AGE``: seconds after its event a delivery is still retried; then it is given up."""
+
+    notify_timeout: float = 10.0
+    """``PIPELINE_NOTIFY_TIMEOUT``: seconds one delivery attempt may take."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         """Read every setting from ``env`` (default: ``os.environ``)."""
@@ -146,6 +183,15 @@ class Settings:
             schedule_label=env.get("PIPELINE_SCHEDULE_LABEL") or None,
             submit_lease=_float(env, "PIPELINE_SUBMIT_LEASE", default.submit_lease),
             version_backoff=_float(env, "PIPELINE_VERSION_BACKOFF", default.version_backoff),
+            public_url=(env.get("PIPELINE_PUBLIC_URL") or "").rstrip("/") or None,
+            notify=_words(env.get("PIPELINE_NOTIFY")),
+            notify_events=_words(env.get("PIPELINE_NOTIFY_EVENTS")) or default.notify_events,
+            webhook_secret=env.get("PIPELINE_WEBHOOK_SECRET") or None,
+            notify_interval=_float(env, "PIPELINE_NOTIFY_INTERVAL", default.notify_interval),
+            notify_backoff=_float(env, "PIPELINE_NOTIFY_BACKOFF", default.notify_backoff),
+            notify_max_backoff=_float(env, "PIPELINE_NOTIFY_MAX_BACKOFF", default.notify_max_backoff),
+            notify_max_age=_float(env, "PIPELINE_NOTIFY_MAX_AGE", default.notify_max_age),
+            notify_timeout=_float(env, "PIPELINE_NOTIFY_TIMEOUT", default.notify_timeout),
         )
 
     @property

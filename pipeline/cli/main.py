@@ -12,7 +12,7 @@ import sys
 import click
 from click.exceptions import NoArgsIsHelpError
 
-from pipeline.cli import control, inspection, schedule, services, submit
+from pipeline.cli import control, inspection, notifications, schedule, services, submit
 from pipeline.cli.common import EXIT_INTERRUPTED, EXIT_OK, fail
 from pipeline.validation import BadInput
 
@@ -30,6 +30,7 @@ for command in (
     submit.run, submit.sweep, submit.wait,
     control.restart, control.cancel,
     inspection.runs, inspection.status, inspection.logs, inspection.flows, inspection.prune,
+    notifications.notifications,
     services.worker, services.stop, services.flower, services.beat, services.backfill, schedule.schedule,
 ):
     cli.add_command(command)

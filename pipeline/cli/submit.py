@@ -24,6 +24,8 @@ def run_options(func):
         click.option("--artifacts", default=None,
                      help="Artifacts root: a path or an fsspec URL like s3://bucket/prefix "
                           "(default: $PIPELINE_ARTIFACTS or ./artifacts)."),
+        click.option("--notify", multiple=True, metavar="URL",
+                     help="Tell this URL when the run fails, stalls or recovers (repeatable; adds to PIPELINE_NOTIFY)."),
         click.option("--no-wait", is_flag=True, help="Print the run id and return at once."),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table."),
         click.option("--local", is_flag=True,
@@ -55,11 +57,15 @@ def sweep(alphas_text: str, **options) -> None:
 
 
 def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_rate, label, artifacts,
-                      no_wait, as_json, local) -> None:
+                      notify, no_wait, as_json, local) -> None:
     """Validate, submit (or run locally), wait with progress, print the table or JSON, exit."""
     settings = get_settings()
     root = validation.check_run_options(n_samples=n_samples, sleep=sleep, retries=retries, retry_delay=retry_delay,
                                         fail_rate=fail_rate, label=label, artifacts=artifacts, settings=settings)
+    from pipeline.notify.destinations import check_destinations, check_events
+
+    destinations = check_destinations([*settings.notify, *notify])
+    events = check_events(settings.notify_events)
     conn = None if local else connect_or_exit(settings)  # before the heavier imports: fast errors
     from pipeline.runs.submit import RunRequest, new_run_id
     from pipeline.ledger.values import RunState
@@ -67,6 +73,7 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
     request = RunRequest(
         alphas=alphas, artifacts_root=root, n_samples=n_samples,
         sleep=sleep, retries=retries, retry_delay=retry_delay, fail_rate=fail_rate, label=label,
+        notify=tuple(destinations), notify_events=tuple(events),
     )
     if local:
         run_here(request, new_run_id(), as_json)

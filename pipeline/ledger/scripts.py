@@ -63,6 +63,33 @@ local function keep_attempt(key, st)
   list[#list + 1] = entry
   redis.call('HSET', KEYS[10], key, cjson.encode(list))
 end
+-- Notifications (pipeline/ledger/notifications.py): if the run asked for ``event``
+-- (its 'notify_events'), queue one delivery per destination of its 'notify' list, due now,
+-- atomically with the transition that caused it. Keys pipeline:notify:* (not in KEYS: a
+-- single Redis). ARGV[1] is the ttl in every per-run script.
+local function notify(event, now)
+  local dests = redis.call('HGET', KEYS[1], 'notify')
+  if not dests or dests == '' or dests == '[]' then return end
+  local wanted = ',' .. (redis.call('HGET', KEYS[1], 'notify_events') or '') .. ','
+  if not string.find(wanted, ',' .. event .. ',', 1, true) then return end
+  local run_id = redis.call('HGET', KEYS[1], 'id') or ''
+  local event_id = 'evt_' .. run_id .. '_' .. event .. '_' .. redis.call('HINCRBY', KEYS[1], 'notify_seq', 1)
+  local ttl = tonumber(ARGV[1])
+  local all, mine = 'pipeline:notify:all', KEYS[1] .. ':notify'
+  redis.call('ZREMRANGEBYSCORE', all, '-inf', tonumber(now) - ttl)
+  for i, url in ipairs(cjson.decode(dests)) do
+    local id = event_id .. '_' .. i
+    local key = 'pipeline:notify:delivery:' .. id
+    redis.call('HSET', key, 'id', id, 'event_id', event_id, 'event', 'run.' .. event, 'run_id', run_id,
+               'url', url, 'status', 'pending', 'attempts', 0, 'created', now, 'next', now)
+    redis.call('EXPIRE', key, ttl)
+    redis.call('ZADD', 'pipeline:notify:due', now, id)
+    redis.call('ZADD', all, now, id)
+    redis.call('RPUSH', mine, id)
+  end
+  redis.call('EXPIRE', mine, ttl)
+end
+local RUN_EVENT = {Success = 'succeeded', Failed = 'failed', Cancelled = 'cancelled'}
 local function finalize(now, ref_prefix)
   local state = 'Success'
   if redis.call('HGET', KEYS[1], 'cancelled') == '1' then
@@ -84,6 +111,8 @@ local function finalize(now, ref_prefix)
     if v and v > ended then ended = v end
   end
   redis.call('HSET', KEYS[1], 'state', state, 'ended', string.format('%.6f', ended))
+  redis.call('HDEL', KEYS[1], 'recovering')
+  notify(RUN_EVENT[state], now)
   return state
 end
 """
@@ -121,6 +150,11 @@ if terminal(st) then return {'terminal', '0'} end
 if ARGV[5] and ARGV[5] ~= '' then
   local wanted = redis.call('HGET', KEYS[1], 'digest')
   if wanted and wanted ~= '' and wanted ~= ARGV[5] then return {'version', '0'} end
+end
+-- its last attempt recorded no end: its worker died and the message came back (reclaim)
+if st == 'Running' and redis.call('HGET', KEYS[1], 'recovering') ~= '1' then
+  redis.call('HSET', KEYS[1], 'recovering', '1')
+  notify('recovered', now)
 end
 keep_attempt(key, st)
 redis.call('HSET', KEYS[2], key, 'Running')
@@ -227,6 +261,8 @@ if run[3] and run[3] ~= '' then state = 'Running' end
 redis.call('HSET', KEYS[1], 'state', state, 'remaining', remaining, 'cancelled', 0, 'updated', now)
 redis.call('HDEL', KEYS[1], 'ended')
 redis.call('HINCRBY', KEYS[1], 'restarts', 1)
+redis.call('HDEL', KEYS[1], 'recovering')
+notify('recovered', now)
 if remaining == 0 then state = finalize(now, ref_prefix) end
 touch_ttl(ttl)
 return {'ok', tostring(remaining), state}
@@ -262,6 +298,18 @@ redis.call('HSET', KEYS[1], 'remaining', 0, 'updated', now)
 finalize(now, ref_prefix)
 touch_ttl(ttl)
 return out
+"""
+
+STUCK = _COMMON + """
+-- KEYS: the run hash.  ARGV: ttl, now, the run's 'updated' as the stuck check read it.
+-- Queues run.stuck once per stuck episode (an episode is one value of 'updated': any
+-- progress starts a new one). Returns 1 if this call marked the episode, else 0.
+local updated = redis.call('HGET', KEYS[1], 'updated')
+if not updated or updated ~= ARGV[3] then return 0 end
+if redis.call('HGET', KEYS[1], 'stuck_seen') == updated then return 0 end
+redis.call('HSET', KEYS[1], 'stuck_seen', updated)
+notify('stuck', ARGV[2])
+return 1
 """
 
 FORGET_EXPIRED = """

@@ -47,6 +47,10 @@ class RunRequest:
     fail_rate: float = 0.0
     label: str | None = None
     tick: datetime | None = None
+    notify: tuple[str, ...] = ()
+    """Notification destinations (checked URLs; see pipeline/notify/destinations.py)."""
+    notify_events: tuple[str, ...] = ()
+    """Which events are sent to them (short names: ``failed``, ``stuck``, ...)."""
 
     @property
     def queue(self) -> str:
@@ -58,6 +62,8 @@ class RunRequest:
         data = asdict(self)
         data.pop("artifacts_root")
         data.pop("label")
+        data.pop("notify")
+        data.pop("notify_events")
         data["tick"] = self.tick.isoformat() if self.tick else None
         return data
 
@@ -97,6 +103,8 @@ def submit_run(ledger: Ledger, request: RunRequest, run_id: str | None = None) -
         "artifacts": root,
         "submitted": 0,
         "cancelled": 0,
+        "notify": list(request.notify),  # read by the ledger's scripts: they queue the deliveries
+        "notify_events": ",".join(request.notify_events),
     }
     created = ledger.create_run(run_id, fields, flow.task_keys(n))
     if created:

@@ -1,0 +1,101 @@
+"""Notifications through real workers to a receiver of the test's own (issue 21).
+
+Each test has its own redis-server (faultkit.make_stack) and worker, so no other
+worker's sender (without the secret) takes its deliveries; the receiver is an HTTP server
+on 127.0.0.1 (tests/receiver.py) that records what it got.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+
+from conftest import free_port, run_cli
+from faultkit import make_stack, poll
+from receiver import Receiver
+
+SECRET = "whsec_" + base64.b64encode(b"a secret of the test's own, 32 b").decode()
+"""A Standard Webhooks secret in its ``whsec_`` form."""
+
+
+def verify(secret: str, msg_id: str, timestamp: str, body: str, signatures: str) -> bool:
+    """The receiver's check, written from the Standard Webhooks spec (not with the project's code)."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    expected = "v1," + base64.b64encode(hmac.new(key, f"{msg_id}.{timestamp}.{body}".encode(), hashlib.sha256)
+                                        .digest()).decode()
+    return expected in signatures.split()
+
+
+@pytest.fixture
+def receiver():
+    got = Receiver(free_port()).start()
+    yield got
+    got.stop()
+
+
+@pytest.fixture
+def stack(tmp_path):
+    built = make_stack(tmp_path, PIPELINE_WEBHOOK_SECRET=SECRET, PIPELINE_NOTIFY_INTERVAL="0.2",
+                       PIPELINE_NOTIFY_BACKOFF="0.2")
+    yield built
+    built.close()
+
+
+def deliveries(stack, run_id: str) -> list[dict]:
+    listed = stack.cli("notifications", run_id, "--json")
+    assert listed.returncode == 0, listed.stderr
+    return json.loads(listed.stdout)
+
+
+def test_a_failing_sweep_sends_exactly_one_signed_run_failed(stack, receiver):
+    stack.worker("--pool", "threads", "--concurrency", "4")
+    done = stack.cli("sweep", "--alphas", "1.0", "0.1", "--n-samples", "100", "--fail-rate", "1",
+                     "--notify", receiver.url, "--json")
+    assert done.returncode == 1, done.stderr
+    run_id = json.loads(done.stdout)["run_id"]
+    poll(lambda: receiver.received, "the run.failed webhook", 30)
+    time.sleep(2)  # anything sent twice would have arrived by now (the sender looks every 0.2 s)
+    assert len(receiver.received) == 1
+    got = receiver.received[0]
+    assert verify(SECRET, got.headers["webhook-id"], got.headers["webhook-timestamp"], got.body,
+                  got.headers["webhook-signature"])
+    assert not verify(SECRET, got.headers["webhook-id"], got.headers["webhook-timestamp"], got.body + " ",
+                      got.headers["webhook-signature"])
+    event = got.json()
+    status = stack.status(run_id)
+    assert event["type"] == "run.failed"
+    assert event["data"]["run_id"] == run_id and event["data"]["state"] == "Failed"
+    assert event["data"]["failed"] == status["failed"] and status["failed"]
+    assert event["data"]["failed"][0]["error"]  # the first line of the error
+    assert event["data"]["version"] == status["version"]
+    assert event["data"]["duration"] == status["duration"]
+    [row] = deliveries(stack, run_id)
+    assert (row["event"], row["status"], row["attempts"], row["last_error"]) == ("run.failed", "delivered", 1, None)
+    assert row["event_id"] == got.headers["webhook-id"]
+
+
+def test_succeeded_is_sent_only_when_chosen(stack, receiver):
+    stack.worker("--pool", "threads", "--concurrency", "4")
+    quiet = stack.cli("sweep", "--alphas", "1.0", "--n-samples", "100", "--notify", receiver.url, "--json")
+    assert quiet.returncode == 0, quiet.stderr
+    chosen = run_cli("sweep", "--alphas", "1.0", "--n-samples", "100", "--notify", receiver.url, "--json",
+                     env={**stack.env, "PIPELINE_NOTIFY_EVENTS": "succeeded,failed"})
+    assert chosen.returncode == 0, chosen.stderr
+    run_id = json.loads(chosen.stdout)["run_id"]
+    poll(lambda: receiver.received, "the run.succeeded webhook", 30)
+    time.sleep(1)
+    assert [r.json()["type"] for r in receiver.received] == ["run.succeeded"]
+    assert receiver.received[0].json()["data"]["run_id"] == run_id
+    assert deliveries(stack, json.loads(quiet.stdout)["run_id"]) == []
+
+
+@pytest.mark.parametrize("url", ["not a url", "http://", "http://host:99999/x", "bogus://x"])
+def test_a_malformed_destination_is_refused_before_anything_is_enqueued(stack, url):
+    refused = stack.cli("sweep", "--alphas", "1.0", "--notify", url)
+    assert refused.returncode == 2
+    assert len(refused.stderr.strip().splitlines()) == 1 and repr(url) in refused.stderr
+    assert stack.redis.client().keys("*") == []
