@@ -169,6 +169,6 @@ class NotifySenderStep(bootsteps.StartStopStep):
 
     def create(self, worker: Any) -> SenderThread:
         """The sender for ``worker``'s ledger; the blueprint starts and stops it."""
-        from pipeline.redis_conn import ledger_url
+        from pipeline.settings import ledger_url
 
         return SenderThread(ledger_url(worker.app.conf), get_settings())
