@@ -106,8 +106,8 @@ def test_a_worker_of_other_code_never_computes_a_run_and_one_of_its_version_does
     changed = copy_project(tmp_path / "changed")
     edit(changed / "pipeline" / "definition" / "stages.py", "SPLIT_SEED = 23", "SPLIT_SEED = 24")
     theirs, mine = versioning.package_digest(changed / "pipeline" / "definition"), versioning.current_digest()
-    workers = [start_worker(clean_redis.url, tmp_path / "other.log", "--label", label, "--pool", "threads",
-                            "--concurrency", "2", env=env, cwd=changed,
+    workers = [start_worker(clean_redis.url, tmp_path / "other.log", "--label", label, "--pool", "prefork",
+                            "--concurrency", "1", env=env, cwd=changed,
                             command=(sys.executable, str(changed / "cli.py"), "worker"))]
     try:
         sent = run_cli("sweep", "--alphas", "1.0", "--label", label, "--no-wait", "--json", env=env)
@@ -140,6 +140,7 @@ def test_a_worker_of_other_code_never_computes_a_run_and_one_of_its_version_does
         assert json.loads(waited.stdout)["results"] == {"1.0": tutorial_score(17, 100, 1.0)}
         assert {r["attempts"] for r in book.tasks(run_id, flow.task_keys(1))} == {1}
         assert "download_dataset begin" not in workers[0].text()
+        assert workers[0].text().count(refusal) == 1 and "Traceback" not in workers[0].text()  # none a hand-back
     finally:
         for w in workers:
             stop_process(w.proc)

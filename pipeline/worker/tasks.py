@@ -91,6 +91,19 @@ def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
 _mismatched_runs: set[str] = set()
 
 
+class HandedBack(Reject):
+    """The Reject of a task handed back for a worker of its run's flow version."""
+
+
+def _not_handed_back(record: logging.LogRecord) -> bool:
+    """Celery logs every Reject with its traceback; a hand-back repeats every few seconds
+    while no worker of the run's version is live, and is logged once per run already."""
+    return not (record.exc_info and isinstance(record.exc_info[1], HandedBack))
+
+
+logging.getLogger("celery.app.trace").addFilter(_not_handed_back)
+
+
 def hand_back_to_matching_worker(run_id: str, key: str, exc: VersionMismatch) -> None:
     """Requeue the message of a task whose run this worker's code must not compute.
 
@@ -105,7 +118,7 @@ def hand_back_to_matching_worker(run_id: str, key: str, exc: VersionMismatch) ->
         log.warning("not running %s: %s; handing its tasks back to the queue for a worker of that version",
                     key, exc)
     time.sleep(get_settings().version_backoff)
-    raise Reject(str(exc), requeue=True) from exc
+    raise HandedBack(str(exc), requeue=True) from exc
 
 
 def _execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
