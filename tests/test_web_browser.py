@@ -65,5 +65,18 @@ def test_failed_run_page_restart_to_success_in_chromium(web, clean_redis):  # no
         quick = page.url.rsplit("/", 1)[1]
         assert quick != run_id and "submitted" in page.locator("#notice").inner_text()
         page.locator("#run-state", has_text="Success").wait_for(timeout=60_000)
+
+        page.goto(browser_http.base + "/labels")
+        page.screenshot(path=str(SHOTS / "labels.png"), full_page=True)
+        page.goto(browser_http.base + "/schedule")
+        page.screenshot(path=str(SHOTS / "schedule.png"), full_page=True)
+
+        wide = failed_run(env, alphas=tuple(str(0.01 * (i + 1)) for i in range(30)))  # folded: 30 branches
+        page.goto(browser_http.base + f"/runs/{wide}")
+        branches = page.locator('details[data-fold="branches"]')
+        assert branches.get_attribute("open") is None and "30 Failed" in branches.inner_text()
+        branches.locator("summary").click()  # unfolds on a click
+        assert page.locator(".sc-branch").count() == 30
+        page.screenshot(path=str(SHOTS / "run_folded.png"))
         chromium.close()
     assert run_cli("status", run_id, "--json", env=env).returncode == 0
