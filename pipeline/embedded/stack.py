@@ -4,7 +4,8 @@ Used when ``CELERY_BROKER_URL`` is unset. The first CLI command starts ``redis-s
 on a free port, a worker and a small idle supervisor, each in its own session so they
 outlive the command; later commands find them through the files in ``settings.state_dir``:
 
-- ``redis/`` (data dir, append-only file), ``port``, ``lock``, ``last_use`` (its mtime)
+- ``redis/`` (data dir, append-only file), ``port``, ``last_port`` (kept after a stop: the next start
+  reuses it when free), ``lock``, ``last_use`` (its mtime)
 - ``redis.pid``, ``worker.pid``, ``supervisor.pid``: ``"<pid> <process create time>"``
 - ``redis.log``, ``worker.log``, ``supervisor.log``
 
@@ -130,11 +131,43 @@ def _live_port(state_dir: Path, timeout: float) -> int | None:
     return port if running and _ping(port, timeout) else None
 
 
+LAST_PORT = "last_port"
+"""File (in the state dir) keeping the Redis port after a stop, so the next start reuses it."""
+
+
+def _bindable(port: int) -> bool:
+    """True if nothing listens on 127.0.0.1:``port`` now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _preferred_port(state_dir: Path) -> int:
+    """The port the stack had before, when it is free again, else a free one.
+
+    A Flower or an extra worker started against the embedded Redis keeps its URL: after
+    ``stop``, an idle exit or a crash of Redis, the stack comes back on the same port and
+    they reconnect.
+    """
+    try:
+        last = int((state_dir / LAST_PORT).read_text())
+    except (OSError, ValueError):
+        last = recorded_port(state_dir)
+    if last and last != 6379 and _bindable(last):
+        return last
+    return _free_port()
+
+
 def _start_redis(state_dir: Path, binary: str) -> int:
-    """Start Redis on a free port, wait for PING, record pid and port; return the port."""
+    """Start Redis on its previous port if free (else a free one), wait for PING, record pid
+    and port; return the port."""
     log = state_dir / "redis.log"
-    for _attempt in range(3):  # a died-at-once start usually means the port was taken
-        port = _free_port()
+    for attempt in range(3):  # a died-at-once start usually means the port was taken
+        port = _preferred_port(state_dir) if attempt == 0 else _free_port()
         argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "no",
                 "--dir", str(state_dir / "redis"), "--appendonly", "yes",
                 "--maxmemory-policy", "noeviction", "--save", ""]
@@ -143,6 +176,7 @@ def _start_redis(state_dir: Path, binary: str) -> int:
         while alive(record) and time.monotonic() < deadline:
             if _ping(port, 0.5):
                 write_atomic(state_dir / "port", f"{port}\n")
+                write_atomic(state_dir / LAST_PORT, f"{port}\n")
                 return port
             time.sleep(0.05)
         if alive(record):
