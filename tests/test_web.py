@@ -240,6 +240,9 @@ def test_labels_page_shows_workers_waiting_messages_and_unconsumed_queues(web, w
     assert [w["concurrency"] for w in default["workers"]] == [10]
     assert 0 <= default["workers"][0]["heartbeat_age"] < 30
     assert default["warning"] is None
+    from pipeline.ledger.versions import current_digest  # which code each worker runs
+
+    assert default["workers"][0]["digest"] == current_digest() and default["workers"][0]["version"] >= 1
 
     lonely = labels["nobody-here"]
     assert lonely["workers"] == [] and lonely["active_runs"] == [waiting]
@@ -247,6 +250,7 @@ def test_labels_page_shows_workers_waiting_messages_and_unconsumed_queues(web, w
     assert lonely["warning"].startswith("1 run(s) wait on queue 'nobody-here' and no live worker consumes it")
     status, _headers, page = browser.get("/labels")
     assert status == 200 and "no live worker consumes it: python cli.py worker --label nobody-here" in page
+    assert current_digest()[:12] in page
     run_cli("cancel", waiting, env=env)
 
 

@@ -35,9 +35,15 @@ def declared_queues() -> dict[str, str]:
 
 
 def read_labels() -> tuple[dict[str, dict], dict[str, list[str]]]:
-    """(live worker records by name, queue -> ids of its Pending/Running runs), from Redis."""
+    """(live worker records by name, queue -> ids of its Pending/Running runs), from Redis.
+
+    Each record gains ``version``: the number of the flow version its code's digest is.
+    """
     book = ledger()
     records = book.worker_records()
+    numbers = {d: book.version_of(d) for d in {r.get("digest") for r in records.values()} if d}
+    for record in records.values():
+        record["version"] = numbers.get(record.get("digest"))
     waiting: dict[str, list[str]] = {}
     for state in (RunState.PENDING, RunState.RUNNING):
         runs, _more = page_of_runs(book, 0, ACTIVE_SCAN, RunFilter(state=state))
@@ -68,7 +74,8 @@ def labels_document(records: dict[str, dict], waiting: dict[str, list[str]], len
                 pool, concurrency = pool_of(inspected.get(name.split("/")[0], {}))
                 seen = record.get("seen")
                 workers.append({"worker": name, "pool": pool, "concurrency": concurrency,
-                                "heartbeat_age": round(now - seen, 1) if seen else None})
+                                "heartbeat_age": round(now - seen, 1) if seen else None,
+                                "version": record.get("version"), "digest": record.get("digest")})
         runs = waiting.get(queue, [])
         warning = None
         if runs and not workers:
