@@ -10,11 +10,12 @@ import base64
 import hashlib
 import hmac
 import json
+import signal
 import time
 
 import pytest
 
-from conftest import free_port, run_cli
+from conftest import free_port, run_cli, stop_process
 from faultkit import make_stack, poll
 from receiver import Receiver
 
@@ -99,3 +100,71 @@ def test_a_malformed_destination_is_refused_before_anything_is_enqueued(stack, u
     assert refused.returncode == 2
     assert len(refused.stderr.strip().splitlines()) == 1 and repr(url) in refused.stderr
     assert stack.redis.client().keys("*") == []
+
+
+def failed_run(stack, receiver, *args: str) -> str:
+    """A sweep with ``--fail-rate 1`` notifying ``receiver``; its run id once it ended."""
+    done = stack.cli("sweep", "--alphas", "1.0", "--n-samples", "100", "--fail-rate", "1",
+                     "--notify", receiver.url, "--json", *args)
+    assert done.returncode == 1, done.stderr
+    return json.loads(done.stdout)["run_id"]
+
+
+def test_500_then_200_sends_the_same_webhook_id_twice_and_ends_delivered(stack, receiver):
+    receiver.answers = [(500, None)]
+    stack.worker("--pool", "threads", "--concurrency", "2")
+    run_id = failed_run(stack, receiver)
+    poll(lambda: len(receiver.received) >= 2, "the retry", 30)
+    time.sleep(1)
+    first, second = receiver.received
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    assert first.body == second.body
+    [row] = deliveries(stack, run_id)
+    assert (row["status"], row["attempts"], row["last_error"]) == ("delivered", 2, "HTTP 500 Internal Server Error")
+
+
+def test_retry_after_is_honoured_and_other_4xx_are_not_retried(stack, receiver):
+    receiver.answers = [(429, "3")]
+    stack.worker("--pool", "threads", "--concurrency", "2")
+    failed_run(stack, receiver)
+    poll(lambda: len(receiver.received) >= 2, "the retry after Retry-After", 30)
+    assert receiver.received[1].at - receiver.received[0].at >= 3.0  # the backoff alone is 0.2 s
+
+    receiver.received.clear()
+    receiver.answers = [(404, None)]
+    run_id = failed_run(stack, receiver)
+    poll(lambda: deliveries(stack, run_id)[0]["status"] != "pending", "the 404 to end the delivery", 30)
+    time.sleep(1)
+    [row] = deliveries(stack, run_id)
+    assert (row["status"], row["attempts"], row["last_error"]) == ("failed", 1, "HTTP 404 Not Found")
+    assert len(receiver.received) == 1
+
+
+@pytest.mark.slow
+def test_a_receiver_down_for_20_s_gets_it_once_up_even_across_a_worker_restart(tmp_path):
+    port = free_port()
+    down = Receiver(port)  # nothing listens on its port yet
+    stack = make_stack(tmp_path, PIPELINE_WEBHOOK_SECRET=SECRET, PIPELINE_NOTIFY_INTERVAL="0.2",
+                       PIPELINE_NOTIFY_BACKOFF="0.5", PIPELINE_NOTIFY_MAX_BACKOFF="2", PIPELINE_NOTIFY_TIMEOUT="2")
+    try:
+        first = stack.worker("--pool", "threads", "--concurrency", "2")
+        run_id = failed_run(stack, down)
+        went_down = time.time()
+        poll(lambda: deliveries(stack, run_id)[0]["attempts"] >= 2, "attempts against the closed port", 30)
+        [row] = deliveries(stack, run_id)
+        assert row["status"] == "pending" and "refused" in row["last_error"].lower()
+        stop_process(first.proc, signal.SIGKILL)  # the pending delivery lives in Redis, not in this worker
+        stack.worker("--pool", "threads", "--concurrency", "2", name="second")
+        time.sleep(max(0.0, went_down + 20 - time.time()))
+        down.start()
+        # a sender killed between its claim and its record leaves the delivery to the lease (36 s here)
+        poll(lambda: down.received, "the delivery once the receiver is up", 60)
+        time.sleep(1)
+        assert len(down.received) == 1
+        assert verify(SECRET, down.received[0].headers["webhook-id"], down.received[0].headers["webhook-timestamp"],
+                      down.received[0].body, down.received[0].headers["webhook-signature"])
+        [row] = deliveries(stack, run_id)
+        assert row["status"] == "delivered" and row["attempts"] >= 3
+    finally:
+        down.stop()
+        stack.close()

@@ -70,13 +70,16 @@ def keep_body(r: redis.Redis, delivery_id: str, body: str) -> str:
 
 def record_attempt(r: redis.Redis, delivery_id: str, status: str, error: str = "",
                    next_at: float | None = None, now: float | None = None) -> None:
-    """Count one attempt and its outcome: ``status`` (pending with ``next_at``, delivered or failed)."""
+    """Count one attempt and its outcome: ``status`` (pending with ``next_at``, delivered or failed)
+    and ``error`` (a failed attempt's; kept as the last error)."""
     now = time.time() if now is None else now
     key = delivery_key(delivery_id)
     pipe = r.pipeline(transaction=True)
     pipe.hincrby(key, "attempts", 1)
-    pipe.hset(key, mapping={"status": status, "last_error": error, "last_attempt": repr(now),
-                            "next": repr(next_at) if status == PENDING and next_at else ""})
+    fields = {"status": status, "last_attempt": repr(now), "next": repr(next_at) if status == PENDING and next_at else ""}
+    if error:  # a delivered one keeps the error of its last failed attempt
+        fields["last_error"] = error
+    pipe.hset(key, mapping=fields)
     if status == PENDING and next_at is not None:
         pipe.zadd(DUE, {delivery_id: next_at})
     else:

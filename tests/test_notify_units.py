@@ -1,0 +1,54 @@
+"""Notifications without a broker: signatures, URL checks and redaction, retry timing."""
+from __future__ import annotations
+
+import pytest
+
+from pipeline.notify.delivery import retry_after_seconds
+from pipeline.notify.destinations import check_destination, check_events, redact
+from pipeline.notify.sender import next_delay
+from pipeline.notify.signing import signature, verify
+from pipeline.validation import BadInput
+
+
+def test_the_signature_matches_the_standard_webhooks_example():
+    """The example of the Standard Webhooks specification (its README and reference libraries)."""
+    got = signature("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330,
+                    '{"test": 2432232314}')
+    assert got == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    assert verify("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330",
+                  '{"test": 2432232314}', f"v1,other {got}")
+    assert not verify("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_other", "1614265330",
+                      '{"test": 2432232314}', got)
+
+
+@pytest.mark.parametrize("url", ["https://hooks.example.com/x?token=1", "http://127.0.0.1:8080/hook",
+                                 "json://127.0.0.1:8080/hook", "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ"])
+def test_good_destinations_pass(url):
+    assert check_destination(url) == url
+
+
+@pytest.mark.parametrize("url", ["example.com/hook", "http://", "https://h:port/x", "nosuchservice://x", ""])
+def test_bad_destinations_are_refused_naming_them(url):
+    with pytest.raises(BadInput, match="notification URL"):
+        check_destination(url)
+
+
+def test_unknown_events_are_refused():
+    assert check_events(["run.failed", "stuck", "failed"]) == ["failed", "stuck"]
+    with pytest.raises(BadInput, match="'fails'"):
+        check_events(["fails"])
+
+
+def test_secrets_are_redacted():
+    assert redact("https://u:pw@h.example/p?token=abc&x=1") == "https://u:***@h.example/p?token=***&x=***"
+    slack = redact("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ")
+    assert slack.startswith("slack://") and "TIiajkdnlazkcOXrIdevi7FQ" not in slack
+    assert "pass" not in redact("mailto://user:pass@gmail.com")
+
+
+def test_backoff_doubles_to_its_cap_and_a_longer_retry_after_wins():
+    assert [next_delay(n, 5, 300, None) for n in (1, 2, 3, 7, 8)] == [5, 10, 20, 300, 300]
+    assert next_delay(1, 5, 300, 60) == 60 and next_delay(3, 5, 300, 1) == 20
+    assert retry_after_seconds("120") == 120
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
