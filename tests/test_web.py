@@ -116,6 +116,10 @@ def test_json_api_is_the_cli_documents_and_pages_show_the_failure(web):
     assert 'id="restart-button"' not in page  # every task succeeded: nothing to restart
     assert "<td>0.5</td>" in page  # the results table, alpha -> R^2
 
+    anonymous = {k: v for k, v in env.items() if k != "FLOWER_BASIC_AUTH"}  # a shell without the credentials
+    line = run_cli("run", "--alpha", "0.25", env=anonymous).stderr
+    assert f"follow it in the browser: {browser.base}/runs/" in line, line
+
     status, _headers, workers = browser.get("/workers")
     assert status == 200 and 'href="/runs"' in workers  # one click away from Flower's own pages
 

@@ -29,8 +29,10 @@ PROBE_TIMEOUT = 0.5
 
 
 def run_page_answers(settings: Settings, run_id: str, timeout: float = PROBE_TIMEOUT) -> bool:
-    """True when ``PIPELINE_FLOWER_URL`` serves this run's page (``/api/runs/<run_id>`` answers 200)."""
+    """True when ``PIPELINE_FLOWER_URL`` serves this run's page (``/api/runs/<run_id>`` answers
+    200, or 401 when this shell lacks the credentials: the browser will ask for them)."""
     import base64
+    import urllib.error
     import urllib.request
     from urllib.parse import quote
 
@@ -41,6 +43,8 @@ def run_page_answers(settings: Settings, run_id: str, timeout: float = PROBE_TIM
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status == 200
+    except urllib.error.HTTPError as exc:
+        return exc.code == 401  # there, behind basic auth this shell has no credentials for
     except (OSError, ValueError):
         return False
 
