@@ -1,4 +1,4 @@
-"""The workloads W1-W4 and E (embedded stack start-up), each printing its result lines.
+"""The workloads W1-W4 and E (embedded stack start-up; W5 and W1e in bench/embedded_default.py), each printing its result lines.
 
 Every measured number is the median of ``reps`` repetitions; baselines run in the same
 process, interleaved with the measured runs (:func:`bench.harness.interleaved`).
@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from bench import harness
+from bench import embedded_default, harness
 from bench.harness import CLI, ROOT, RssSampler, Sample, alpha_args, alphas, interleaved, timed
 
 W1_LABEL = "bench_w1"
@@ -118,11 +118,14 @@ class Bench:
         return elapsed
 
     def ours_cli(self, values: list, n_samples: int = 100, sleep: float = 0.0, env: dict[str, str] | None = None,
-                 command: str = "sweep", label: str | None = None, sampler: RssSampler | None = None) -> float:
-        """The whole ``python cli.py sweep|run ... --json`` command, as a user runs it."""
+                 command: str = "sweep", label: str | None = None, sampler: RssSampler | None = None,
+                 extra: list[str] | None = None) -> float:
+        """The whole ``python cli.py sweep|run ... --json`` command, as a user runs it (``extra``:
+        more options, e.g. ``--local``)."""
         env = env or harness.pipeline_env(self.url, PIPELINE_ARTIFACTS=str(self.root))
         argv = [sys.executable, CLI, command, "--json", "--n-samples", str(n_samples), "--sleep", repr(sleep)]
         argv += ["--label", label] if label else []
+        argv += extra or []
         if command == "sweep":
             argv += ["--alphas", *alpha_args(values)]
         t0 = time.perf_counter()
@@ -320,6 +323,10 @@ def run_all(workloads: set[str], sizes: Sizes, out: Callable[[str], None] = prin
             bench.w2_w3(workloads)
         if "W4" in workloads:
             bench.w4()
+        if "W5" in workloads:
+            embedded_default.w5(bench, work)
+        if "W1E" in workloads:
+            embedded_default.w1_embedded(bench, work)
     finally:
         if bench is not None:
             bench.close()

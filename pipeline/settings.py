@@ -23,6 +23,10 @@ TUTORIAL_ALPHAS = ("1.0", "0.1", "0.01", "0.001", "0.0001", "0.00001")
 WORKER_POOLS = ("prefork", "threads", "solo")
 """Execution pools a worker can use (``worker --pool``, an environment's ``pool``)."""
 
+EMBEDDED_MIN_SLOTS = 10
+"""Fewest pool processes the embedded worker may grow to: the widest layer of a six-alpha
+sweep is 9 cleanups, and the tutorial's ``--sleep`` demonstration runs them side by side."""
+
 FLOWER_PORT = 5555
 """Port ``flower`` listens on unless ``--port`` says otherwise."""
 
@@ -44,6 +48,16 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not a number") from None
+
+
+def _count(env: Mapping[str, str], name: str) -> int | None:
+    """A whole number of at least 1, or None when unset or empty."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise ValueError(f"{name}={raw!r} is not a whole number of at least 1")
+    return int(raw)
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,11 @@ class Settings:
 
     idle_exit_seconds: float = 600.0
     """``PIPELINE_IDLE_EXIT``: the embedded stack stops after this long without use."""
+
+    embedded_concurrency: int | None = None
+    """``PIPELINE_EMBEDDED_CONCURRENCY``: most pool processes of the embedded worker (a prefork
+    pool that grows with the work and shrinks back to one when idle). Unset: the number of
+    CPUs, at least ``EMBEDDED_MIN_SLOTS`` (see :meth:`embedded_slots`)."""
 
     artifacts_allowed: tuple[str, ...] = ()
     """``PIPELINE_ARTIFACTS_ALLOWED``: roots (``os.pathsep``-separated) artifacts may live under.
@@ -173,6 +192,7 @@ class Settings:
             connect_timeout=_float(env, "PIPELINE_CONNECT_TIMEOUT", default.connect_timeout),
             redis_retries=int(_float(env, "PIPELINE_REDIS_RETRIES", default.redis_retries)),
             idle_exit_seconds=_float(env, "PIPELINE_IDLE_EXIT", default.idle_exit_seconds),
+            embedded_concurrency=_count(env, "PIPELINE_EMBEDDED_CONCURRENCY"),
             artifacts_allowed=tuple(p for p in (env.get("PIPELINE_ARTIFACTS_ALLOWED") or "").split(os.pathsep) if p),
             flower_basic_auth=env.get("FLOWER_BASIC_AUTH") or None,
             flower_url=(env.get("PIPELINE_FLOWER_URL") or default.flower_url).rstrip("/"),
@@ -193,6 +213,11 @@ class Settings:
             notify_max_age=_float(env, "PIPELINE_NOTIFY_MAX_AGE", default.notify_max_age),
             notify_timeout=_float(env, "PIPELINE_NOTIFY_TIMEOUT", default.notify_timeout),
         )
+
+    def embedded_slots(self) -> int:
+        """Most pool processes of the embedded worker: the setting, else the CPUs (at least
+        ``EMBEDDED_MIN_SLOTS``)."""
+        return self.embedded_concurrency or max(EMBEDDED_MIN_SLOTS, os.cpu_count() or 1)
 
     @property
     def ledger_url(self) -> str | None:

@@ -125,3 +125,29 @@ def test_edited_code_gets_a_worker_of_its_own(stack_env, tmp_path):
     assert second.returncode == 0, second.stderr
     assert "restarted it with this code" in second.stderr
     assert json.loads(second.stdout)["results"] == {"0.1": tutorial_score(17, 100, 0.1)}
+
+
+def test_embedded_worker_computes_in_processes_up_to_the_setting(stack_env, tmp_path):
+    """The embedded worker's stages run in separate pool processes (so they use every core,
+    issue 23), as many as the waiting work needs and no more than PIPELINE_EMBEDDED_CONCURRENCY."""
+    import time
+
+    import psutil
+
+    from conftest import CLI, ROOT
+
+    env = {**stack_env(), "PIPELINE_EMBEDDED_CONCURRENCY": "3"}
+    art = tmp_path / "a"
+    assert run_cli("run", "--artifacts", str(art), env=env).returncode == 0  # starts the stack
+    worker = psutil.Process(int((tmp_path / "state" / "worker.pid").read_text().split()[0]))
+    argv = [sys.executable, CLI, "sweep", "--alphas", "1.0", "0.1", "0.01", "0.001", "--sleep", "1",
+            "--json", "--artifacts", str(art)]
+    sweep = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    most = 0
+    while sweep.poll() is None:
+        most = max(most, len(worker.children(recursive=True)))
+        time.sleep(0.1)
+    out, err = sweep.communicate()
+    assert sweep.returncode == 0, err
+    assert len(json.loads(out)["results"]) == 4
+    assert most == 3, f"the pool grew to {most} processes during a sweep of four sleeping branches"

@@ -9,9 +9,6 @@ from pipeline.brokers import check_reachable, check_supported
 from pipeline.redis_conn import make_client
 from pipeline.settings import Settings
 
-EMBEDDED_CONCURRENCY = 10
-"""Slots of the embedded worker: the widest layer of a six-alpha sweep is 9 cleanups."""
-
 REACH_TIMEOUT = 2.0
 """Seconds to wait for the broker before reporting it unreachable (the contract says 5)."""
 
@@ -29,10 +26,16 @@ class Connection:
     embedded: bool
 
 
-def embedded_worker_argv() -> list[str]:
-    """The command the embedded stack runs its worker with."""
-    return [sys.executable, "-m", WORKER_MODULE, "worker", "--pool", "threads",
-            "--concurrency", str(EMBEDDED_CONCURRENCY),
+def embedded_worker_argv(settings: Settings) -> list[str]:
+    """The command the embedded stack runs its worker with.
+
+    A prefork pool, so the stages' Python (``loadtxt``, ``fit``: they hold the GIL) runs on
+    every core; autoscaled from one process when idle up to ``settings.embedded_concurrency``
+    (the core count, at least the nine slots of a six-alpha sweep's cleanups). Celery grows
+    the pool as soon as messages wait and shrinks it after 30 s without new ones.
+    """
+    return [sys.executable, "-m", WORKER_MODULE, "worker", "--pool", "prefork",
+            "--autoscale", f"{settings.embedded_slots()},1",
             "--without-mingle"]  # alone on its private Redis: nobody to sync with at start-up
 
 
@@ -52,7 +55,7 @@ def connect(settings: Settings, announce=print) -> Connection:
         url, embedded = settings.ledger_url, False
     else:
         from pipeline.embedded import stack
-        info = stack.ensure_stack(settings, embedded_worker_argv())
+        info = stack.ensure_stack(settings, embedded_worker_argv(settings))
         if info.started_now:
             announce(
                 f"Started the embedded Redis ({info.url}) and worker; state and logs in "
