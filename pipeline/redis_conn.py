@@ -72,3 +72,35 @@ def redact(url: str) -> str:
     creds, host = rest.rsplit("@", 1)
     user = creds.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{creds}@{host}"
+
+
+OOM_REPLY = "OOM command not allowed"
+"""What a full Redis answers a write with; inside a Lua script it comes back wrapped in a
+plain ResponseError ("Error running script ... -OOM command not allowed ...")."""
+
+
+def is_full_redis(exc: BaseException) -> bool:
+    """True if ``exc`` is a full Redis refusing a write (directly or from within a script)."""
+    return isinstance(exc, redis.OutOfMemoryError) or (
+        isinstance(exc, redis.ResponseError) and OOM_REPLY in str(exc))
+
+
+def full_redis(exc: BaseException) -> redis.ResponseError | None:
+    """The error of a full Redis behind ``exc`` (itself, or what caused it), else None."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if is_full_redis(current):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def full_redis_message(exc: redis.ResponseError, url: str | None) -> str:
+    """One line saying Redis at ``url`` is full and what to do."""
+    where = f" at {redact(url)}" if url else ""
+    reply = str(exc)
+    reply = reply[reply.index(OOM_REPLY):] if OOM_REPLY in reply else reply
+    return (f"Redis{where} is full (redis.exceptions.OutOfMemoryError: {reply}): it refuses writes at its "
+            "maxmemory with noeviction; free memory or raise maxmemory, then try again")

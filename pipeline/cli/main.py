@@ -52,6 +52,14 @@ def main(argv: list[str] | None = None, prog_name: str = "cli.py") -> int:
     except (click.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a full Redis: one line naming it, whatever the command
+        from pipeline.redis_conn import full_redis, full_redis_message
+        from pipeline.settings import get_settings
+
+        full = full_redis(exc)
+        if full is None:
+            raise
+        fail(full_redis_message(full, get_settings().ledger_url))
     return EXIT_OK
 
 

@@ -98,9 +98,24 @@ class Ledger:
         keys = self.keys(run_id)
         created = bool(self._create(keys=[keys.run, keys.states], args=args))
         if created:
-            self.r.zadd(self.runs_index, {run_id: now})
-            self.forget_expired(now)
+            try:
+                self.r.zadd(self.runs_index, {run_id: now})
+                self.forget_expired(now)
+            except redis.ResponseError:  # a full Redis: the caller sees a failure, so no record stays
+                self.discard_run(run_id)
+                raise
         return created
+
+    def discard_run(self, run_id: str) -> None:
+        """Delete every key of ``run_id`` and its index entry at once (a submission rolled back).
+
+        Plain DEL and ZREM, which free memory: a full Redis (``noeviction``) still runs them,
+        where it refuses a script, and any command queued inside MULTI (so no transaction).
+        """
+        pipe = self.r.pipeline(transaction=False)
+        pipe.delete(*self.keys(run_id), self.done_key(run_id))
+        pipe.zrem(self.runs_index, run_id)
+        pipe.execute()
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Set fields of an existing run."""

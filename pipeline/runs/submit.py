@@ -85,7 +85,15 @@ def new_run_id(now: datetime | None = None) -> str:
 
 
 def submit_run(ledger: Ledger, request: RunRequest, run_id: str | None = None) -> Submitted:
-    """Record the run (first writer wins) and send its canvas; never sends a run twice."""
+    """Record the run (first writer wins) and send its canvas; never sends a run twice.
+
+    All or nothing for a new manual run (``run_id`` None): when recording or sending fails
+    (a full Redis refuses writes with OutOfMemoryError) its record is deleted before the
+    error goes on, so no run is left Pending for good; a message already sent finds no
+    run and does nothing. A tick's run (``run_id`` given) stays recorded but unsent
+    instead: the next tick's scheduled run, or the same backfill again, sends it.
+    """
+    manual = run_id is None
     run_id = run_id or new_run_id()
     n = len(request.alphas)
     root = normalize_root(request.artifacts_root)
@@ -107,10 +115,24 @@ def submit_run(ledger: Ledger, request: RunRequest, run_id: str | None = None) -
         "notify_events": ",".join(request.notify_events),
     }
     created = ledger.create_run(run_id, fields, flow.task_keys(n))
-    if created:
-        ledger.count_version_run(version)
-    ensure_submitted(ledger, run_id)
+    try:
+        if created:
+            ledger.count_version_run(version)
+        ensure_submitted(ledger, run_id)
+    except Exception:
+        if created and manual:
+            roll_back(ledger, run_id)
+        raise
     return Submitted(run_id, created, run_location(root, run_id))
+
+
+def roll_back(ledger: Ledger, run_id: str) -> None:
+    """Delete the record of a run whose submission failed (best effort: the error that made it
+    fail is the one to report)."""
+    try:
+        ledger.discard_run(run_id)
+    except redis.RedisError:
+        pass
 
 
 def ensure_submitted(ledger: Ledger, run_id: str, lease: float | None = None) -> bool:

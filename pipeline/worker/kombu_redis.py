@@ -18,7 +18,8 @@ of that connection still used afterwards (closing it restores its unacknowledged
 messages; a task that ends after the reconnection acks its message on the channel it
 came from) needs a new connection pool, and kombu's ``Channel._connparams`` reads
 ``self.connection.client.hostname``: ``AttributeError: 'NoneType' object has no
-attribute 'hostname'``. AttributeError is none of the transport's connection or channel
+attribute 'hostname'`` (or ``... 'client'`` once the channel itself was closed, which sets
+its ``connection`` to None). AttributeError is none of the transport's connection or channel
 errors, so neither ``kombu.common.ignore_errors`` (in Celery's
 ``Consumer.on_connection_error_after_connected``) nor ``Message.ack_log_error`` catches
 it: the consumer reports ``Unrecoverable error`` and the worker exits (about one Redis
@@ -64,6 +65,7 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
 from pipeline.ledger.workers import OWNERS_KEY, record_key
+from pipeline.redis_conn import is_full_redis
 from pipeline.settings import get_settings
 from pipeline.worker import liveness
 
@@ -168,7 +170,22 @@ class QoS(kombu_redis.QoS):
         """kombu's restore of messages delivered longer than the visibility timeout ago, except
         those a live worker holds: its heartbeat says it still works on them. A message this
         worker took on an earlier connection (lost since, with Redis) is held by nobody: its
-        acknowledgement went to a closed channel."""
+        acknowledgement went to a closed channel.
+
+        Skipped, with a warning, while Redis is full: the scan runs when a consumer connects
+        (``MultiChannelPoller.on_poll_init``), and a refusal there failed every reconnection,
+        which Celery's consumer retried ten times a second, each attempt leaving its
+        connection's pools open (kombu 5.7's own scan takes a ``SET NX`` mutex a full Redis
+        refuses; issue 19). It runs again at its next interval, once there is room.
+        """
+        try:
+            self._restore_visible(start, num, interval)
+        except redis.ResponseError as exc:
+            if not is_full_redis(exc):
+                raise
+            log.warning("Redis is full (%s): unacked messages are restored once it has room again", exc)
+
+    def _restore_visible(self, start: int, num: int, interval: int) -> None:
         self._vrestore_count += 1
         if (self._vrestore_count - 1) % (interval or 1):
             return
@@ -276,10 +293,25 @@ class Channel(kombu_redis.Channel):
 
     def _connparams(self, asynchronous: bool = False) -> dict:
         """kombu's connection parameters; a ConnectionError once the channel's connection was closed."""
-        if self.connection.client is None:
+        if self.connection is None or self.connection.client is None:  # channel or connection closed
             raise redis.ConnectionError("this channel's connection was closed (Redis went away); "
                                         "its unacknowledged messages return after the visibility timeout")
         return super()._connparams(asynchronous=asynchronous)
+
+    def close(self) -> None:
+        """Close as kombu does, then drop the pool that restoring unacked messages made.
+
+        kombu's ``Channel.close`` disconnects its pools first and then (``virtual.Channel.close``
+        -> ``QoS.restore_unacked_once``) takes a client to push the unacked messages back,
+        which builds a new pool that nothing disconnects: every close of a channel holding
+        messages left connections open, and while a full Redis failed the consumer's
+        reconnections it did so ten times a second (issue 19).
+        """
+        try:
+            super().close()
+        finally:
+            self._disconnect_pools()
+            self._sync_client = self._sync_client_pool = None
 
     def _restore(self, message, leftmost: bool = False) -> None:
         if not self.ack_emulation:

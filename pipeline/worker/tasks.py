@@ -26,6 +26,7 @@ from pipeline.celery_app import app
 from pipeline.ledger.records import Ledger, shared_ledger
 from pipeline.ledger.values import SupersededAttempt, TaskState
 from pipeline.worker.logcapture import capture_lines
+from pipeline.redis_conn import is_full_redis
 from pipeline.settings import get_settings, ledger_url
 from pipeline.worker.taskfiles import LedgerFileBook
 from pipeline.worker.taskstart import VersionMismatch, start_task
@@ -51,8 +52,9 @@ def run_dir_for(artifacts: str, run_id: str) -> RunDir:
     return RunDir(check_artifacts_root(artifacts, get_settings().artifacts_allowed), run_id)
 
 
-RECORD_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
-"""Errors saying the run record's Redis stayed out of reach longer than the client's retries."""
+RECORD_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, redis.OutOfMemoryError)
+"""Errors saying the run record's Redis stayed out of reach longer than the client's retries, or
+is full (``maxmemory`` with ``noeviction`` refuses writes): the task runs again once it has room."""
 
 
 def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
@@ -81,8 +83,11 @@ def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
         # acknowledges the message without a result, a retry or the chain's next task.
         log.warning("late attempt ignored: %s (the task was taken over by a live worker)", exc)
         raise Ignore() from exc
-    except RECORD_UNREACHABLE as exc:
-        log.warning("run record of %s unreachable during %s (%s): handing the message back", run_id, key, exc)
+    except (*RECORD_UNREACHABLE, redis.ResponseError) as exc:
+        if isinstance(exc, redis.ResponseError) and not is_full_redis(exc):
+            raise
+        log.warning("run record of %s unreachable during %s (%s: %s): handing the message back",
+                    run_id, key, type(exc).__name__, exc)
         raise Reject(exc, requeue=True) from exc
     except VersionMismatch as exc:
         hand_back_to_matching_worker(run_id, key, exc)
