@@ -71,6 +71,9 @@ def test_kombu_redis_channel_internals():
     assert "self.connection.client" in source(kombu_redis.Channel._connparams), \
         recheck("kombu Channel._connparams (what it reads of the connection)", site)
     assert kombu_redis.Transport.Channel is kombu_redis.Channel, recheck("kombu Transport.Channel", site)
+    closing = source(kombu_redis.Channel.close)
+    assert closing.index("self._disconnect_pools()") < closing.index("super().close()"), \
+        recheck("kombu Channel.close (pools dropped before the unacked restore; our close drops them after)", site)
 
 
 def test_celery_consumer_event_buffer_internals():
@@ -168,7 +171,7 @@ def overrides() -> list[tuple[type, type, set[str], str]]:
     kombu_site, beat_site = "pipeline/worker/kombu_redis.py", "pipeline/schedule/scheduler.py"
     return [
         (ours.QoS, kombu_redis.QoS, {"append", "ack", "reject", "restore_by_tag", "restore_visible"}, kombu_site),
-        (ours.Channel, kombu_redis.Channel, {"QoS", "_create_client", "_connparams", "_restore"}, kombu_site),
+        (ours.Channel, kombu_redis.Channel, {"QoS", "_create_client", "_connparams", "_restore", "close"}, kombu_site),
         (ours.Transport, kombu_redis.Transport, {"Channel", "register_with_event_loop"}, kombu_site),
         (BatchedEventsConsumer, Consumer, {"on_send_event_buffered", "stop", "shutdown"}, "pipeline/worker/consumer.py"),
         (TickScheduler, PersistentScheduler, {"setup_schedule", "apply_async"}, beat_site),
