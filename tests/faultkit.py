@@ -135,3 +135,22 @@ def assert_completed_once(stack: Stack, run_id: str, alphas: list[str], attempts
         assert float((run_dir / f"eval_model_{float(a)}_train_dataset.txt").read_text()) == scores[a]
     tmp = stack.artifacts / ".tmp"
     assert not tmp.exists() or not list(tmp.iterdir()), list(tmp.iterdir())
+
+
+def block_model_files(run_dir: Path, alphas: list[str]) -> list[Path]:
+    """Make every ``train_model`` attempt fail (an OSError, which retries) until unblocked: a
+    non-empty directory where each model file goes, so renaming the written file into place
+    fails. (Hiding an input no longer does: a missing input is an ArtifactMissing, never retried.)"""
+    blocks = []
+    for alpha in alphas:
+        block = run_dir / f"model_{float(alpha)}_train_dataset.joblib"
+        (block / "blocker").mkdir(parents=True)
+        blocks.append(block)
+    return blocks
+
+
+def unblock(blocks: list[Path]) -> None:
+    """Remove what :func:`block_model_files` put in the way."""
+    for block in blocks:
+        (block / "blocker").rmdir()
+        block.rmdir()

@@ -9,11 +9,11 @@ The test process itself watches the run through Redis's Unix socket (a file, not
 network) and reads the bucket by running tests/multihost_probe.py on ``client``.
 
 A lost host: every process on it SIGKILLed, or its cable pulled (``eth0`` down inside
-the host, its worker alive but unreachable). Either way its unacknowledged messages wait
-in Redis until they are older than the visibility timeout (shortened to VISIBILITY
-seconds here); the other worker then puts them back in the queue and runs them. A
-message Redis hands to a cut host in the second after the cut is lost instead: the run is
-stuck until ``restart``.
+the host, its worker alive but unreachable). Either way its heartbeat stops reaching
+Redis; once its key expired (``PIPELINE_WORKER_TTL``, 15 s) the other worker puts its
+unacknowledged messages back in the queue and runs them, with default settings (the
+visibility timeout stays an hour). A message Redis hands to a cut host in the second
+after the cut is lost instead: the run is stuck until ``restart``.
 """
 from __future__ import annotations
 
@@ -47,8 +47,12 @@ needs_hosts = pytest.mark.skipif(REASON is not None, reason=f"cannot build hosts
 HOSTS = ("server", "host-a", "host-b", "client")
 WORKERS = ("host-a", "host-b")
 REDIS_PORT, S3_PORT = 16379, 15000
-VISIBILITY = 8
-"""Seconds before an unacked message returns (PIPELINE_VISIBILITY_TIMEOUT everywhere)."""
+DEAD_AFTER = 15 - 5
+"""Seconds after a loss before its worker can count as dead at the earliest: its record's TTL
+(PIPELINE_WORKER_TTL) less the time since its last refresh (PIPELINE_WORKER_HEARTBEAT)."""
+
+RECOVERY_BOUND = 30.0
+"""Seconds from a loss to its tasks' new start (issue 18); the visibility timeout is 3600 s."""
 
 PROBE = str(Path(__file__).with_name("multihost_probe.py"))
 TASK_LINE = re.compile(r"Task (pipeline\.\w+)\[([0-9a-f-]+)\] (received|succeeded)")
@@ -71,12 +75,10 @@ class Cluster:
         return f"http://{self.net.addr('server')}:{S3_PORT}"
 
     def env(self, host: str, s3: bool = True) -> dict[str, str]:
-        """Environment of a process on ``host``: the broker, short redelivery, S3 if asked."""
+        """Environment of a process on ``host``: the broker, default settings otherwise, S3 if asked."""
         env = {k: v for k, v in pipeline_env(self.broker).items()
                if not k.startswith("AWS_") and "proxy" not in k.lower()}
-        env.update(PIPELINE_VISIBILITY_TIMEOUT=str(VISIBILITY), PIPELINE_UNACKED_RESTORE_INTERVAL="1",
-                   PIPELINE_UNACKED_RESTORE_THROTTLE="1", PIPELINE_STATE_DIR=str(self.base / host / "state"),
-                   TMPDIR=str(self.base / host / "tmp"))
+        env.update(PIPELINE_STATE_DIR=str(self.base / host / "state"), TMPDIR=str(self.base / host / "tmp"))
         if s3:
             env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
                        AWS_ENDPOINT_URL=self.s3, AWS_EC2_METADATA_DISABLED="true",
@@ -320,7 +322,8 @@ def test_host_lost_mid_run(cluster, workers, loss):
         assert row["state"] == "Success", row
         assert row["attempts"] == (2 if key in lost_keys else 1), row
     redelivered = min(rows[k]["started"] for k in lost_keys)
-    assert redelivered - lost_at >= VISIBILITY - 3, "redelivered before the visibility timeout"
+    assert redelivered - lost_at >= DEAD_AFTER - 3, "redelivered before the lost worker's heartbeat expired"
+    assert redelivered - lost_at < RECOVERY_BOUND, f"redelivered {redelivered - lost_at:.1f} s after the loss"
     if loss == "cut":
         assert cluster.net.pids(lost), "the cut host's worker should still be alive"
         assert not workers[lost].ids("succeeded") & held

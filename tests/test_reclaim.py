@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from faultkit import assert_completed_once, kill_group, log_lines, make_stack, poll, running
+from faultkit import (assert_completed_once, block_model_files, kill_group, log_lines, make_stack, poll,
+                      running, unblock)
 from pipeline.definition import flow
 from pipeline.worker.kombu_redis import OWNERS_KEY
 from test_stages import tutorial_score
@@ -45,6 +46,18 @@ def held_keys(stack, run_id: str, worker) -> set[str]:
     return keys
 
 
+def finish(stack, run_id: str, within: float = 200) -> None:
+    """``wait`` for the run (at most ``within`` seconds); on failure say where everything is."""
+    waited = stack.cli("wait", run_id, "--json", "--timeout", str(within), timeout=within + 60)
+    if waited.returncode != 0:
+        r = stack.redis.client()
+        where = {"states": stack.ledger().task_states(run_id), "queued": r.llen("default"),
+                 "unacked": r.hlen("unacked"), "holders": r.hgetall(OWNERS_KEY),
+                 "workers": sorted(r.scan_iter("pipeline:workers:*"))}
+        logs = "\n".join(f"--- {w.log.name}\n{w.text()[-3000:]}" for w in stack.workers)
+        raise AssertionError(f"wait exited {waited.returncode}: {waited.stderr}\n{where}\n{logs}")
+
+
 def kill_while_running(stack, run_id: str, victim, stage: str) -> tuple[set[str], float]:
     """Wait until ``victim`` holds only begun ``stage`` tasks of the run, then SIGKILL its group."""
     ledger = stack.ledger()
@@ -70,9 +83,8 @@ def test_killed_worker_tasks_run_again_on_a_live_worker_within_seconds(tmp_path,
         run_id = stack.submit("--alphas", *SIX, "--sleep", "2")
         killed, killed_at = kill_while_running(stack, run_id, victim, flow.TRAIN)
 
-        waited = stack.cli("wait", run_id, "--json", timeout=300)
+        finish(stack, run_id)
         ended = time.time()
-        assert waited.returncode == 0, (waited.stderr, survivor.text())
         rows = {r["key"]: r for r in ledger.tasks(run_id, sorted(killed))}
         restarted = min(r["started"] for r in rows.values())
         assert restarted - killed_at < RECOVERY_BOUND, (restarted - killed_at, survivor.text())
@@ -94,24 +106,23 @@ def test_retry_waiting_for_its_countdown_in_a_killed_worker_is_reclaimed(tmp_pat
         victim = stack.worker("--pool", "prefork", "--concurrency", "2", name="victim")
         ledger = stack.ledger()
         run_id = stack.submit("--alphas", "1.0", "0.1", "--sleep", "1", "--retries", "1", "--retry-delay", "10")
-        run_dir, aside = stack.artifacts / run_id, stack.tmp / "train_dataset.csv"
-        # while preprocess sleeps after writing its files, hide the train set: both trains fail once
-        poll(lambda: ledger.task_states(run_id).get(flow.PREPROCESS) == "Running"
-             and (run_dir / "train_dataset.csv").exists(), "preprocess to write the train set", interval=0.01)
-        (run_dir / "train_dataset.csv").rename(aside)
+        run_dir = stack.artifacts / run_id
+        poll(lambda: run_dir.is_dir(), "the run directory", 60, interval=0.01)
+        blocks = block_model_files(run_dir, ["1.0", "0.1"])  # both trains fail once
         trains = [flow.train_key(0), flow.train_key(1)]
         poll(lambda: all(ledger.task_states(run_id).get(k) == "Retrying" for k in trains), "both trains to retry")
         poll(lambda: held_keys(stack, run_id, victim) == set(trains), "only the two retry messages to be held", 10,
              interval=0.01)
-        survivor = stack.worker("--pool", "prefork", "--concurrency", "2", name="survivor")
+        stack.worker("--pool", "prefork", "--concurrency", "2", name="survivor")
         kill_group(victim)
         killed_at = time.time()
-        aside.rename(run_dir / "train_dataset.csv")
+        unblock(blocks)
+        errors = {r["key"]: r["error"] for r in ledger.tasks(run_id, trains)}
 
-        waited = stack.cli("wait", run_id, "--json", timeout=300)
-        assert waited.returncode == 0, (waited.stderr, survivor.text())
+        finish(stack, run_id)
         restarted = min(r["started"] for r in ledger.tasks(run_id, trains))
         assert restarted - killed_at < RECOVERY_BOUND, restarted - killed_at
+        assert all("IsADirectoryError" in e or "OSError" in e for e in errors.values()), errors
         assert_completed_once(stack, run_id, ["1.0", "0.1"], {k: 2 for k in trains})
     finally:
         stack.close()
@@ -128,8 +139,7 @@ def test_a_live_workers_long_stage_outlasting_the_visibility_timeout_runs_once(t
         for name in ("first", "second"):
             stack.worker("--pool", "threads", "--concurrency", "2", name=name, env_extra=short)
         run_id = stack.submit("--alphas", "1.0", "--sleep", "8")
-        waited = stack.cli("wait", run_id, "--json", timeout=300)
-        assert waited.returncode == 0, waited.stderr
+        finish(stack, run_id)
         assert_completed_once(stack, run_id, ["1.0"], {})
         assert not any("reclaimed" in w.text() for w in stack.workers)
     finally:
@@ -151,7 +161,7 @@ def test_a_worker_back_after_it_was_declared_dead_has_its_late_result_ignored(tm
         run_id = stack.submit("--alphas", "1.0", "--sleep", str(sleep))
         poll(lambda: running(ledger, run_id, [train]), "train_model to run on the first worker", 120)
         first_start = ledger.tasks(run_id, [train])[0]["started"]
-        live = stack.worker("--pool", "threads", "--concurrency", "2", name="live")
+        stack.worker("--pool", "threads", "--concurrency", "2", name="live")
         os.killpg(frozen.proc.pid, signal.SIGSTOP)
         try:
             poll(lambda: ledger.tasks(run_id, [train])[0]["attempts"] == 2, "the live worker to take train_model over",
@@ -164,8 +174,7 @@ def test_a_worker_back_after_it_was_declared_dead_has_its_late_result_ignored(tm
         assert ledger.task_states(run_id)[train] == "Running", "the live attempt ended before the test resumed"
         poll(lambda: "late attempt ignored" in frozen.text(), "the frozen worker to end its attempt", 60)
 
-        waited = stack.cli("wait", run_id, "--json", timeout=300)
-        assert waited.returncode == 0, (waited.stderr, live.text())
+        finish(stack, run_id)
         row = ledger.tasks(run_id, [train])[0]
         assert (row["state"], row["attempts"]) == ("Success", 2)
         assert row["ended"] - second_start >= sleep - 0.5, "the task's end is the late attempt's, not the live one's"

@@ -121,3 +121,19 @@ def test_visibility_timeout_restores_what_this_worker_took_on_a_lost_connection(
     qos._delivered["t-current"] = object()
     qos.restore_visible(num=None, interval=1)
     assert queued(r) == ["t-earlier"] and r.hkeys("unacked") == ["t-current"]
+
+
+def test_a_reclaimer_waits_for_its_own_heartbeat_to_hold_a_whole_ttl(clean_redis):
+    """After a gap in its own heartbeat long enough for every key to have expired (Redis away,
+    the host cut off), a worker judges nobody dead until its own key has held a TTL again."""
+    from pipeline.settings import Settings
+    from pipeline.worker.liveness import WorkerRecord
+
+    record = WorkerRecord(clean_redis.client(), "me@h", lambda: ["default"],
+                          Settings(worker_record_ttl=15, worker_heartbeat=5))
+    record._written(100.0)
+    for now in (105.0, 110.0, 115.0):
+        record._written(now)
+    assert record._streak_since == 100.0  # refreshes 5 s apart: one streak
+    record._written(127.0)  # 12 s without a write: others' keys may have expired meanwhile
+    assert record._streak_since == 127.0

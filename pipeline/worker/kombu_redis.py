@@ -115,6 +115,14 @@ def heartbeat_key(owner: str) -> str:
     return record_key(owner)
 
 
+def may_judge_deaths() -> bool:
+    """True once this worker may take another's expired heartbeat for its death: its own has
+    been written without a break for a whole record TTL (see
+    :meth:`liveness.WorkerRecord.healthy_for`), or this process is no worker of ours."""
+    record = liveness.current_record()
+    return record is None or record.healthy_for() >= record.ttl
+
+
 def _text(value: "bytes | str | None") -> str:
     return "" if value is None else bytes_to_str(value)
 
@@ -190,13 +198,15 @@ class QoS(kombu_redis.QoS):
         if (self._vrestore_count - 1) % (interval or 1):
             return
         me, here = liveness.current_owner(), self._held_here()
+        judge = may_judge_deaths()
         with self.channel.conn_or_acquire() as client:
             ceil = time() - self.visibility_timeout
             visible = client.zrange(self.unacked_index_key, ceil, 0, desc=True, byscore=True,
                                     offset=num and start, num=num)
             for tag in map(_text, visible or []):
                 orphaned = {me} if me and tag not in here else set()
-                self._restore(client, tag, dead_only=True, orphaned=orphaned, ceil=ceil)
+                allowed = None if judge else {"", *orphaned}  # see may_judge_deaths
+                self._restore(client, tag, allowed=allowed, dead_only=True, orphaned=orphaned, ceil=ceil)
 
     def _held_here(self) -> set[str]:
         """Tags delivered to this worker on its current connection and not acknowledged yet."""
@@ -338,8 +348,7 @@ class Transport(kombu_redis.Transport):
         Only once this worker's own heartbeat has been written without a break for a full
         record TTL (see :meth:`liveness.WorkerRecord.healthy_for`).
         """
-        record = liveness.current_record()
-        if record is None or record.healthy_for() < record.ttl:
+        if liveness.current_record() is None or not may_judge_deaths():
             return 0
         for channel in list(self.cycle._channels):
             if channel.active_queues:
