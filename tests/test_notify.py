@@ -168,3 +168,70 @@ def test_a_receiver_down_for_20_s_gets_it_once_up_even_across_a_worker_restart(t
     finally:
         down.stop()
         stack.close()
+
+
+def test_a_stuck_run_is_told_once_per_episode_and_its_cancel_too(tmp_path, receiver):
+    """Nobody consumes the run's label: the workers' stuck check tells it once, however long it stays stuck."""
+    stack = make_stack(tmp_path, PIPELINE_WEBHOOK_SECRET=SECRET, PIPELINE_NOTIFY_INTERVAL="0.2",
+                       PIPELINE_STUCK_AFTER="2")
+    try:
+        stack.worker("--pool", "threads", "--concurrency", "2")
+        sent = run_cli("sweep", "--alphas", "1.0", "--label", "nobody", "--notify", receiver.url, "--no-wait",
+                       env={**stack.env, "PIPELINE_NOTIFY_EVENTS": "stuck,cancelled"})
+        assert sent.returncode == 0, sent.stderr
+        run_id = sent.stdout.strip()
+        poll(lambda: receiver.received, "run.stuck", 30)
+        time.sleep(4)  # two more stuck thresholds, eight more checks: still one
+        assert [r.json()["type"] for r in receiver.received] == ["run.stuck"]
+        stuck = receiver.received[0].json()["data"]
+        assert stuck["run_id"] == run_id and stuck["state"] == "Pending"
+        assert "no live worker consumes its queue 'nobody'" in stuck["reason"]
+
+        assert stack.cli("cancel", run_id).returncode == 0
+        poll(lambda: len(receiver.received) == 2, "run.cancelled", 30)
+        assert receiver.received[1].json()["type"] == "run.cancelled"
+        assert receiver.received[1].json()["data"]["state"] == "Cancelled"
+        assert receiver.received[0].headers["webhook-id"] != receiver.received[1].headers["webhook-id"]
+        assert [(d["event"], d["status"]) for d in deliveries(stack, run_id)] == [
+            ("run.stuck", "delivered"), ("run.cancelled", "delivered")]
+    finally:
+        stack.close()
+
+
+@pytest.mark.slow
+def test_a_worker_sigkilled_mid_run_still_produces_run_recovered(tmp_path, receiver):
+    """The reclaim path (tests/test_reclaim.py): the dead worker's task starts again on the
+    survivor, whose BEGIN sees an attempt that never ended and queues run.recovered; the
+    survivor's sender delivers it. The victim sent nothing: it was dead."""
+    from pipeline.definition import flow
+    from test_reclaim import kill_while_running
+
+    stack = make_stack(tmp_path, PIPELINE_WEBHOOK_SECRET=SECRET, PIPELINE_NOTIFY_INTERVAL="0.2")
+    try:
+        victim = stack.worker("--pool", "prefork", "--concurrency", "2", name="victim")
+        stack.worker("--pool", "prefork", "--concurrency", "2", name="survivor")
+        run_id = stack.submit("--alphas", "1.0", "0.1", "0.01", "0.001", "--sleep", "2", "--notify", receiver.url)
+        kill_while_running(stack, run_id, victim, flow.TRAIN)
+        poll(lambda: receiver.received, "run.recovered", 90)
+        waited = stack.cli("wait", run_id, "--json", timeout=300)
+        assert waited.returncode == 0, waited.stderr
+        time.sleep(1)
+        assert [r.json()["type"] for r in receiver.received] == ["run.recovered"]  # succeeded is not chosen
+        got = receiver.received[0]
+        assert verify(SECRET, got.headers["webhook-id"], got.headers["webhook-timestamp"], got.body,
+                      got.headers["webhook-signature"])
+        assert got.json()["data"]["run_id"] == run_id
+    finally:
+        stack.close()
+
+
+def test_restart_sends_run_recovered_then_the_new_end(stack, receiver):
+    stack.worker("--pool", "threads", "--concurrency", "2")
+    run_id = failed_run(stack, receiver)
+    poll(lambda: receiver.received, "run.failed", 30)
+    again = stack.cli("restart", run_id, "--json")
+    assert again.returncode == 1, again.stderr  # fails again: --fail-rate 1 is kept
+    poll(lambda: len(receiver.received) == 3, "run.recovered and the second run.failed", 30)
+    time.sleep(1)
+    assert [r.json()["type"] for r in receiver.received] == ["run.failed", "run.recovered", "run.failed"]
+    assert len({r.headers["webhook-id"] for r in receiver.received}) == 3
