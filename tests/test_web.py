@@ -63,13 +63,21 @@ class Browser:
         return re.search(r'name="_xsrf" value="([^"]+)"', body).group(1)
 
 
-@pytest.fixture
-def web(clean_redis, worker, tmp_path):
-    """Flower with the run pages, behind basic auth, against the test Redis and worker."""
-    proc, base, env = start_flower(clean_redis.url, tmp_path / "flower.log",
-                                   PIPELINE_ARTIFACTS=str(tmp_path / "art"))
-    yield Browser(base), env
+@pytest.fixture(scope="module")
+def web_server(redis_server, worker, tmp_path_factory):
+    """Flower with the run pages, behind basic auth, against the test Redis and worker: one
+    process for the module (it reads the record afresh each request; tests flush Redis)."""
+    tmp = tmp_path_factory.mktemp("web")
+    proc, base, env = start_flower(redis_server.url, tmp / "flower.log", PIPELINE_ARTIFACTS=str(tmp / "art"))
+    yield base, env
     stop_process(proc)
+
+
+@pytest.fixture
+def web(web_server, clean_redis):
+    """A fresh client (its own cookies) of the module's Flower, on a flushed Redis."""
+    base, env = web_server
+    return Browser(base), env
 
 
 def failed_run(env: dict, alphas=("1.0", "0.1"), sleep: str = "0") -> str:

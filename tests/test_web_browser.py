@@ -1,30 +1,34 @@
 """The run page in headless Chromium (Playwright driving /usr/bin/chromium): a failed run's
 schematic marks the failed and blocked nodes, Restart is pressed, and the page follows the
 run to Success without a reload. Screenshots of the runs list and the run page go to
-docs/screenshots/ (committed, and looked at)."""
+docs/screenshots/ with UPDATE_SCREENSHOTS=1 (committed, and looked at)."""
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
 
 from conftest import FLOWER_AUTH, ROOT, run_cli
-from test_web import cli_json, failed_run, web  # noqa: F401 (web is a fixture)
+from test_web import cli_json, failed_run, web, web_server  # noqa: F401 (fixtures)
 
 CHROMIUM = shutil.which("chromium")
-SHOTS = ROOT / "docs" / "screenshots"
+DOC_SHOTS = ROOT / "docs" / "screenshots"
+"""Where the committed screenshots live; the test writes there with UPDATE_SCREENSHOTS=1 (else
+into its tmp dir, so running the suite leaves the checkout clean)."""
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in requirements-dev.txt")
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_failed_run_page_restart_to_success_in_chromium(web, clean_redis):  # noqa: F811
+def test_failed_run_page_restart_to_success_in_chromium(web, clean_redis, tmp_path):  # noqa: F811
     browser_http, env = web
+    shots = DOC_SHOTS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
     cli_json(env, "sweep", "--alphas", "1.0", "0.1", "0.01")
     run_id = failed_run(env, alphas=("1.0", "0.1", "0.01"), sleep="1")  # 1 s a stage: the page sees it run
     user, password = FLOWER_AUTH.split(":")
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shots.mkdir(parents=True, exist_ok=True)
 
     with playwright.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
@@ -33,7 +37,7 @@ def test_failed_run_page_restart_to_success_in_chromium(web, clean_redis):  # no
         page = context.new_page()
         page.goto(browser_http.base + "/runs")
         assert page.locator(f'a[href="/runs/{run_id}"]').count() == 1
-        page.screenshot(path=str(SHOTS / "runs.png"), full_page=True)
+        page.screenshot(path=str(shots / "runs.png"), full_page=True)
 
         page.goto(browser_http.base + f"/runs/{run_id}")
         assert page.locator("#run-state").inner_text() == "Failed"
@@ -43,7 +47,7 @@ def test_failed_run_page_restart_to_success_in_chromium(web, clean_redis):  # no
             "train_model[0]", "train_model[1]", "train_model[2]"]
         assert blocked.count() == 3 + 6  # each evaluate, and every cleanup
         assert all(blocked.nth(i).inner_text().endswith("blocked") for i in range(blocked.count()))
-        page.screenshot(path=str(SHOTS / "run_failed.png"), full_page=True)
+        page.screenshot(path=str(shots / "run_failed.png"), full_page=True)
 
         page.fill("#restart-fail-rate", "0")  # restart --fail-rate 0
         page.click("#restart-button")
@@ -55,11 +59,11 @@ def test_failed_run_page_restart_to_success_in_chromium(web, clean_redis):  # no
         assert page.evaluate("window.notReloaded") is True  # followed live, not by a reload
         assert page.locator(".schematic .sc-node.state-Failed").count() == 0
         assert page.locator(".results-table tbody tr").count() == 3
-        page.screenshot(path=str(SHOTS / "run_restarted.png"), full_page=True)
+        page.screenshot(path=str(shots / "run_restarted.png"), full_page=True)
 
         page.goto(browser_http.base + "/flows")  # Quick Run: the form opens the new run's page
         page.fill("#f-alphas", "0.5 0.25")
-        page.screenshot(path=str(SHOTS / "flows.png"), full_page=True)
+        page.screenshot(path=str(shots / "flows.png"), full_page=True)
         page.click("#run-button")
         page.wait_for_url("**/runs/*")
         quick = page.url.rsplit("/", 1)[1]
@@ -67,9 +71,9 @@ def test_failed_run_page_restart_to_success_in_chromium(web, clean_redis):  # no
         page.locator("#run-state", has_text="Success").wait_for(timeout=60_000)
 
         page.goto(browser_http.base + "/labels")
-        page.screenshot(path=str(SHOTS / "labels.png"), full_page=True)
+        page.screenshot(path=str(shots / "labels.png"), full_page=True)
         page.goto(browser_http.base + "/schedule")
-        page.screenshot(path=str(SHOTS / "schedule.png"), full_page=True)
+        page.screenshot(path=str(shots / "schedule.png"), full_page=True)
 
         wide = failed_run(env, alphas=tuple(str(0.01 * (i + 1)) for i in range(30)))  # folded: 30 branches
         page.goto(browser_http.base + f"/runs/{wide}")
@@ -77,6 +81,6 @@ def test_failed_run_page_restart_to_success_in_chromium(web, clean_redis):  # no
         assert branches.get_attribute("open") is None and "30 Failed" in branches.inner_text()
         branches.locator("summary").click()  # unfolds on a click
         assert page.locator(".sc-branch").count() == 30
-        page.screenshot(path=str(SHOTS / "run_folded.png"))
+        page.screenshot(path=str(shots / "run_folded.png"))
         chromium.close()
     assert run_cli("status", run_id, "--json", env=env).returncode == 0

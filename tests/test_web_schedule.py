@@ -11,7 +11,7 @@ import pytest
 
 from conftest import pipeline_env, poll, run_cli, start_flower, stop_process
 from test_schedule_integration import LABEL, sched, sched_artifacts, sched_worker, start_beat  # noqa: F401 (fixtures)
-from test_web import Browser, web  # noqa: F401 (web is a fixture)
+from test_web import Browser, web, web_server  # noqa: F401 (fixtures)
 
 INTERVAL = {"PIPELINE_BEAT_INTERVAL": "2", "PIPELINE_SCHEDULE_LABEL": LABEL}
 
