@@ -21,7 +21,7 @@ from pipeline.settings import KEY_PREFIX
 
 class RunKeys(NamedTuple):
     """The Redis keys of one run, in the order the Lua scripts take them as KEYS[1..11]
-    (see :mod:`pipeline.ledger.scripts`). Each but ``run``, ``logs`` and ``files`` is a hash by task key."""
+    (see :mod:`pipeline.ledger.scripts`). Each but ``run`` and ``logs`` is a hash by task key."""
 
     run: str
     """The run's own fields."""
@@ -38,7 +38,7 @@ class RunKeys(NamedTuple):
     history: str
     """Task key -> JSON list of the task's earlier attempts."""
     files: str
-    """Artifact file name -> JSON ``{size, sha256, task}`` as written (scripts only refresh its expiry)."""
+    """Task key -> JSON ``{file name: {size, sha256}}`` of the files its last attempt wrote."""
 
 
 _SUFFIXES = ("state", "attempts", "started", "ended", "output", "error", "logs", "celery", "history", "files")
@@ -192,21 +192,15 @@ class Ledger:
         Returns the run's end state when this call finished the run, else ``""``. A stale
         ``task_id`` (see :meth:`begin_task`) changes nothing. ``attempt``: the number
         :meth:`begin_task` gave this attempt (0: unchecked); raises :class:`SupersededAttempt`
-        (nothing changed) if the task has begun again since. ``files``: what the attempt
-        wrote (file name -> ``{size, sha256, task}``), recorded first, in the same round
-        trip (they are on disk whatever the verdict).
+        (nothing but ``files`` recorded) if the task has begun again since. ``files``: what
+        the attempt wrote (file name -> ``{size, sha256}``), recorded under ``key`` by the
+        same script, whatever its verdict (the files are on disk).
         """
         out = "" if output is None else json.dumps(output)
+        written = json.dumps(files, sort_keys=True) if files else ""
         args = [self.ttl, repr(time.time()), key_prefix(REFERENCE_STAGE), key, state, out, error, task_id or "",
-                attempt, *trigger_failed]
-        keys = self.keys(run_id)
-        if files:
-            pipe = self.r.pipeline(transaction=False)
-            pipe.hset(keys.files, mapping={name: json.dumps(d, sort_keys=True) for name, d in files.items()})
-            self._finish(keys=keys, args=args, client=pipe)  # its touch_ttl gives the files hash its expiry
-            ended = pipe.execute()[-1] or ""
-        else:
-            ended = self._finish(keys=keys, args=args) or ""
+                attempt, written, *trigger_failed]
+        ended = self._finish(keys=self.keys(run_id), args=args) or ""
         if ended == "superseded":
             raise SupersededAttempt(f"{key} of run {run_id}: attempt {attempt} was superseded")
         return ended
@@ -402,7 +396,8 @@ class Ledger:
 
         Also returns the run's ``created`` and ``artifacts`` fields, its parameters unless
         ``known_created`` equals ``created`` (the caller already has them), and the stored
-        outputs of the task keys ``read`` (missing ones left out). ``task_id``: the Celery
+        outputs of the task keys ``read`` and the records of the files they wrote (missing
+        ones left out; see :meth:`outputs_and_files`). ``task_id``: the Celery
         id of the message (a stale one gets verdict ``stale``, as with :meth:`begin_task`);
         ``digest``: the caller's flow-version digest (verdict ``version`` if the run's differs).
         """
@@ -410,22 +405,27 @@ class Ledger:
         begin_args = [self.ttl, repr(time.time()), key, task_id or "", digest or ""]
         args = [*begin_args, known_created, *read, len(begin_args)]
         reply = self._script("BEGIN_READ")(keys=self.keys(run_id), args=args)
-        verdict, attempts, created, artifacts, params, *outputs = reply
+        verdict, attempts, created, artifacts, params, *rest = reply
         return BeginRead(
             Begin(verdict, int(attempts)), created or "", artifacts or "",
             None if params is None else json.loads(params),
-            {k: json.loads(v) for k, v in zip(read, outputs) if v is not None},
+            {k: json.loads(v) for k, v in zip(read, rest) if v is not None},
+            {k: json.loads(v) for k, v in zip(read, rest[len(read):]) if v is not None},
         )
 
-    # -- artifacts: what each file was when written (see pipeline/artifacts/integrity.py) ---
-    def file_record(self, run_id: str, name: str) -> dict[str, Any] | None:
-        """What was recorded for file ``name`` of the run (see :meth:`finish_task`; None: nothing)."""
-        raw = self.r.hget(self.keys(run_id).files, name)
-        return None if raw is None else json.loads(raw)
-
-    def file_records(self, run_id: str) -> dict[str, dict[str, Any]]:
-        """Every recorded file of the run: name -> ``{size, sha256, task}``."""
-        return {name: json.loads(raw) for name, raw in self.r.hgetall(self.keys(run_id).files).items()}
+    def outputs_and_files(self, run_id: str, keys: Iterable[str]) -> tuple[dict[str, Any], dict[str, dict]]:
+        """Stored outputs of ``keys`` and the records of the files they wrote (task key ->
+        ``{file name: {size, sha256}}``), missing ones left out, in one round trip."""
+        keys = list(keys)
+        if not keys:
+            return {}, {}
+        names = self.keys(run_id)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hmget(names.outputs, keys)
+        pipe.hmget(names.files, keys)
+        outputs, files = pipe.execute()
+        return ({k: json.loads(v) for k, v in zip(keys, outputs) if v is not None},
+                {k: json.loads(v) for k, v in zip(keys, files) if v is not None})
 
     # -- waking a waiter when a run ends ----------------------------------------------
     def done_key(self, run_id: str) -> str:

@@ -188,13 +188,16 @@ return 1
 
 FINISH = _COMMON + """
 -- ARGV: ttl, now, ref_prefix, key, state, output_json, error, Celery task id,
---       attempt number ('' or '0': unchecked), trigger-failed keys...
+--       attempt number ('' or '0': unchecked), the files the attempt wrote (JSON
+--       {name: {size, sha256}}; '' none), trigger-failed keys...
 -- Returns the run's end state if this call ended the run, 'superseded' if the attempt was
--- (see ``superseded``: nothing changed), else ''.
+-- (see ``superseded``: nothing changed but the files' record), else ''.
 local ttl, now, ref_prefix = ARGV[1], ARGV[2], ARGV[3]
 local key, state = ARGV[4], ARGV[5]
-if stale(key, ARGV[8]) then return '' end
-if superseded(key, ARGV[9]) then return 'superseded' end
+-- the files are on disk whatever the verdict below: record what they are now
+if ARGV[10] ~= '' and KEYS[11] then redis.call('HSET', KEYS[11], key, ARGV[10]) end
+if stale(key, ARGV[8]) then touch_ttl(ttl) return '' end
+if superseded(key, ARGV[9]) then touch_ttl(ttl) return 'superseded' end
 -- A task already ended (a redelivered copy of its message finished it while this attempt,
 -- on a host cut off and back, was still running) ignores this late attempt entirely: its
 -- failure must not mark downstream tasks TriggerFailed.
@@ -206,7 +209,7 @@ if st and not terminal(st) then
   if ARGV[6] ~= '' then redis.call('HSET', KEYS[6], key, ARGV[6]) end
   if ARGV[7] ~= '' then redis.call('HSET', KEYS[7], key, ARGV[7]) end
   changed = changed + 1
-  for i = 10, #ARGV do
+  for i = 11, #ARGV do
     local other = redis.call('HGET', KEYS[2], ARGV[i])
     if other and not terminal(other) then
       redis.call('HSET', KEYS[2], ARGV[i], 'TriggerFailed')
@@ -353,7 +356,8 @@ BEGIN_READ = _COMMON + _as_function(BEGIN, "begin") + """
 -- ARGV: BEGIN's own arguments (ttl, now, key, ...); then the parameters' version the
 -- caller knows ('' if none: 'created/restarts', returned in place of 'created'); then task keys whose stored outputs to return; last, how many of
 -- the arguments are BEGIN's (so BEGIN can take more without this script changing).
--- Returns {verdict, attempts, created, artifacts, params (false if 'created' matched), outputs...}
+-- Returns {verdict, attempts, created, artifacts, params (false if 'created' matched),
+-- outputs..., then the same keys' records of the files they wrote (KEYS[11])...}
 local res = begin()
 local nb = tonumber(ARGV[#ARGV])
 local run = redis.call('HMGET', KEYS[1], 'created', 'artifacts', 'restarts')
@@ -363,5 +367,6 @@ local params = false
 if version ~= ARGV[nb + 1] then params = redis.call('HGET', KEYS[1], 'params') end
 local out = {res[1], res[2], version, run[2], params}
 for i = nb + 2, #ARGV - 1 do out[#out + 1] = redis.call('HGET', KEYS[6], ARGV[i]) end
+for i = nb + 2, #ARGV - 1 do out[#out + 1] = redis.call('HGET', KEYS[11], ARGV[i]) end
 return out
 """

@@ -94,3 +94,5 @@ class BeginRead:
     params: dict | None
     """The run's parameters; None when the caller said it already had them."""
     outputs: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, dict] = field(default_factory=dict)
+    """Task key -> ``{file name: {size, sha256}}`` of the files it wrote (of the keys read)."""

@@ -139,7 +139,7 @@ def _execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     n_branches = len(params["alphas"])
     _, index = flow.parse_key(key, n_branches)
     inputs = start.inputs
-    files = LedgerFileBook(book, run_id)
+    files = LedgerFileBook(start.files)
     try:
         run_dir = run_dir_for(start.artifacts, run_id).tracked(files, key)
     except BadInput as exc:  # a record pointing where this worker may not write: never retried

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.definition import flow
@@ -36,6 +36,9 @@ class TaskStart:
     """Stored outputs of the task's upstream tasks."""
     own_output: Any = None
     """The task's own stored output (what a ``success`` verdict returns again)."""
+    files: dict[str, dict] = field(default_factory=dict)
+    """Upstream task key -> ``{file name: {size, sha256}}``: what the files it reads were
+    when written (see :class:`pipeline.worker.taskfiles.LedgerFileBook`)."""
 
 
 def _known(run_id: str) -> tuple[str, dict] | None:
@@ -97,6 +100,8 @@ def start_task(book: Ledger, run_id: str, key: str, task_id: str = "") -> TaskSt
         _remember(run_id, got.created, params)
         upstream = _upstream(key, params)
         if got.begin.verdict == "run":
-            return TaskStart(got.begin, params, got.artifacts, book.outputs(run_id, upstream))
+            inputs, files = book.outputs_and_files(run_id, upstream)
+            return TaskStart(got.begin, params, got.artifacts, inputs, files=files)
     inputs = {k: got.outputs[k] for k in upstream if k in got.outputs}
-    return TaskStart(got.begin, params or {}, got.artifacts, inputs, got.outputs.get(key))
+    files = {k: got.files[k] for k in upstream if k in got.files}
+    return TaskStart(got.begin, params or {}, got.artifacts, inputs, got.outputs.get(key), files)
