@@ -5,8 +5,9 @@ The app's configuration holds :func:`build_schedule` and the tick scheduler
 (``pipeline.schedule.scheduler:TickScheduler``, which adds each send's tick; see
 :func:`pipeline.schedule.beat.beat_config`), so ``python cli.py beat`` and ``celery -A
 pipeline beat`` run the same beat. The
-``expires`` option (seconds after the tick) drops a beat message too old to matter;
-the run's own tasks never expire. ``PIPELINE_BEAT_INTERVAL`` (seconds) replaces the
+``expires`` option (seconds after the tick, ``PIPELINE_BEAT_CATCHUP``, 15 minutes) is the
+catch-up window: a restarted beat sends the ticks it missed within it, and a beat message
+older than it is dropped; the run's own tasks never expire. ``PIPELINE_BEAT_INTERVAL`` (seconds) replaces the
 crontab by an interval on the same kind of grid, for tests; ``PIPELINE_SCHEDULE_LABEL``
 routes scheduled runs (and beat's messages) to a label's queue.
 """
@@ -28,8 +29,6 @@ SCHEDULED_ALPHAS = [float(alpha) for alpha in TUTORIAL_ALPHAS]
 SCHEDULED_N_SAMPLES = DEFAULT_N_SAMPLES
 """Dataset rows of every scheduled run."""
 
-STALE_AFTER_SECONDS = 50
-"""A beat message not started this long after its tick is dropped (the next tick is near)."""
 
 
 def build_schedule(settings: Settings | None = None) -> dict:
@@ -47,6 +46,7 @@ def build_schedule(settings: Settings | None = None) -> dict:
                 "label": label,
                 "step": interval if interval > 0 else 60,
             },
-            "options": {"expires": STALE_AFTER_SECONDS, "queue": label or DEFAULT_QUEUE},
+            # the catch-up window: missed ticks within it are sent, a message older than it dropped
+            "options": {"expires": settings.beat_catchup, "queue": label or DEFAULT_QUEUE},
         }
     }

@@ -135,6 +135,11 @@ class Settings:
     beat_interval: float = 0.0
     """``PIPELINE_BEAT_INTERVAL``: seconds between ticks instead of the ``*/1`` crontab (0: crontab)."""
 
+    beat_catchup: float = 900.0
+    """``PIPELINE_BEAT_CATCHUP``: the catch-up window, seconds. A beat restarted after a pause sends
+    every tick it missed within it (older ones are left to ``backfill``), and a tick's message
+    that waited longer than it for a worker is dropped."""
+
     schedule_label: str | None = None
     """``PIPELINE_SCHEDULE_LABEL``: label (queue) of scheduled runs and of beat's messages."""
 
@@ -200,6 +205,7 @@ class Settings:
             worker_heartbeat=_float(env, "PIPELINE_WORKER_HEARTBEAT", default.worker_heartbeat),
             reclaim_interval=_float(env, "PIPELINE_RECLAIM_INTERVAL", default.reclaim_interval),
             beat_interval=_float(env, "PIPELINE_BEAT_INTERVAL", default.beat_interval),
+            beat_catchup=_float(env, "PIPELINE_BEAT_CATCHUP", default.beat_catchup),
             schedule_label=env.get("PIPELINE_SCHEDULE_LABEL") or None,
             submit_lease=_float(env, "PIPELINE_SUBMIT_LEASE", default.submit_lease),
             version_backoff=_float(env, "PIPELINE_VERSION_BACKOFF", default.version_backoff),

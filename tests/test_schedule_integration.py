@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from celery.beat import ScheduleEntry
 
 from conftest import CLI, ROOT, pipeline_env, poll, run_cli, start_worker, stop_process
 from pipeline.definition import flow
 from pipeline.ledger.records import Ledger
 from pipeline.worker.liveness import consumers_of
 from pipeline.runs.submit import wait_for_run
-from pipeline.schedule.scheduler import SCHEDULED_TASK, TickScheduler, every
 from pipeline.settings import Settings
 from test_stages import tutorial_score
 from test_sweep_integration import ledger_for
@@ -164,18 +164,47 @@ def test_crash_between_record_and_submit_is_healed(sched, clean_redis, monkeypat
 
 
 def test_stale_beat_message_is_dropped(sched, clean_redis, tmp_path):
-    """Beat's own message expires (tick + 50 s): a catch-up send for an old tick creates nothing."""
-    from pipeline.celery_app import app
+    """Beat's own message expires (tick + the catch-up window): one that waited longer for a worker
+    creates nothing; the run's own tasks never expire."""
+    from pipeline.schedule.scheduler import stamp_options
+    from pipeline.schedule.tick_task import scheduled_run
 
-    scheduler = TickScheduler(app=app, schedule_filename=str(tmp_path / "beat"), lazy=True)
-    last_run = datetime.now(UTC) - timedelta(hours=2)  # beat was down for two hours
-    old = ScheduleEntry(name="e", task=SCHEDULED_TASK, schedule=every(60), app=app, last_run_at=last_run,
-                        kwargs={"alphas": [1.0], "label": LABEL}, options={"expires": 50, "queue": LABEL})
-    result = scheduler.apply_async(old, advance=False)
-    stale_tick = last_run.replace(second=0, microsecond=0) + timedelta(minutes=1)  # the first missed one
+    stale_tick = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
+    options = stamp_options({"expires": 50, "queue": LABEL}, stale_tick)
+    result = scheduled_run.apply_async(kwargs={"tick": stale_tick.isoformat(), "alphas": [1.0], "label": LABEL},
+                                       **options)
     assert result.id == f"tick-{stale_tick:%Y%m%d%H%M%S}-scheduled"
     poll(lambda: result.state == "REVOKED", timeout=60, what="the expired message to be dropped")
     assert sched.list_runs() == []
+
+
+def test_beat_killed_across_ticks_creates_the_missed_runs_on_restart(sched, clean_redis, tmp_path):
+    """kill -9 of beat, a pause across several ticks (2 s grid here, minutes in production), a
+    restart on the same state dir: every tick of the pause gets its run, none is skipped."""
+    state = tmp_path / "state-killed"
+    beat, first_log = start_beat(clean_redis.url, tmp_path, "killed", state=state, PIPELINE_BEAT_CATCHUP="60")
+    try:
+        poll(lambda: len(beat_ticks(first_log)) >= 2, "beat to send two ticks", 60)
+    finally:
+        stop_process(beat, signal.SIGKILL)
+    killed = datetime.now(UTC)
+    time.sleep(7)  # three grid points pass with no beat
+    beat, second_log = start_beat(clean_redis.url, tmp_path, "restarted", state=state, PIPELINE_BEAT_CATCHUP="60")
+    try:
+        restarted = datetime.now(UTC)
+        poll(lambda: any(datetime.fromisoformat(t) > restarted for t in beat_ticks(second_log)),
+             "the restarted beat to send a tick after its start", 60)
+    finally:
+        stop_process(beat)
+    sent = sorted({datetime.fromisoformat(t) for t in beat_ticks(first_log) + beat_ticks(second_log)})
+    grid = [sent[0] + timedelta(seconds=2 * i) for i in range(int((sent[-1] - sent[0]).total_seconds() / 2) + 1)]
+    assert sent == grid, [t.isoformat() for t in sent]  # no gap: every grid point was sent by one beat or the other
+    missed = [t for t in grid if killed < t < restarted]
+    assert len(missed) >= 3 and {t.isoformat().replace("+00:00", "Z") for t in missed} <= set(beat_ticks(second_log))
+    for tick in grid:
+        run_id = f"tick-{tick:%Y%m%d%H%M%S}"
+        poll(lambda run_id=run_id: sched.get_run(run_id), f"the run of {run_id}", 60)
+        assert wait_for_run(sched, run_id) == "Success"
 
 
 def test_backfill_is_idempotent_and_matches_the_schedule(sched, clean_redis, sched_artifacts):
@@ -235,13 +264,14 @@ CELERY_BEAT = (sys.executable, "-m", "celery", "-A", "pipeline", "beat", "-l", "
 """Celery's own beat command: the schedule and the tick scheduler come from the app's configuration."""
 
 
-def beat_env(url: str, state: Path) -> dict[str, str]:
-    return pipeline_env(url, PIPELINE_BEAT_INTERVAL="2", PIPELINE_SCHEDULE_LABEL=LABEL, PIPELINE_STATE_DIR=str(state))
+def beat_env(url: str, state: Path, **extra: str) -> dict[str, str]:
+    return pipeline_env(url, PIPELINE_BEAT_INTERVAL="2", PIPELINE_SCHEDULE_LABEL=LABEL, PIPELINE_STATE_DIR=str(state),
+                        **extra)
 
 
 def start_beat(url: str, tmp_path: Path, name: str, state: Path | None = None,
-               command: tuple[str, ...] = CLI_BEAT) -> tuple[subprocess.Popen, Path]:
-    env = beat_env(url, state or tmp_path / f"state-{name}")
+               command: tuple[str, ...] = CLI_BEAT, **extra: str) -> tuple[subprocess.Popen, Path]:
+    env = beat_env(url, state or tmp_path / f"state-{name}", **extra)
     log = tmp_path / f"{name}.log"
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=open(log, "wb"),
                             stderr=subprocess.STDOUT, start_new_session=True)

@@ -126,10 +126,56 @@ def test_scheduler_adds_tick_task_id_and_absolute_expiry(tmp_path, monkeypatch):
     assert original.kwargs == {"alphas": [1.0]} and original.options["expires"] == 50  # not persisted
 
 
+def sends_after_a_pause(tmp_path, monkeypatch, last_run_at: datetime, now: datetime, window: float,
+                        schedule=None) -> list[ScheduleEntry]:
+    """What a (re)started tick scheduler sends for an entry last sent at ``last_run_at``, at ``now``."""
+    sent: list[ScheduleEntry] = []
+    monkeypatch.setattr(Scheduler, "apply_async", lambda self, e, producer=None, advance=True, **kw: sent.append(e))
+    app = Celery("t", set_as_current=False)
+    scheduler = TickScheduler(app=app, schedule_filename=str(tmp_path / "s"), lazy=True)
+    sched = schedule or crontab(minute="*/1", nowfun=lambda: now)
+    paused = ScheduleEntry(name="e", task=SCHEDULED_TASK, schedule=sched, last_run_at=last_run_at, app=app,
+                           kwargs={"alphas": [1.0]}, options={"expires": window, "queue": "default"})
+    scheduler.apply_async(paused, advance=False)
+    return sent
+
+
+def sent_ticks(sent: list[ScheduleEntry]) -> list[str]:
+    return [e.kwargs["tick"][11:19] for e in sent]
+
+
+def test_beat_restarted_after_a_pause_sends_every_missed_tick(tmp_path, monkeypatch):
+    # killed at 09:00:55 after sending 09:00, restarted at 09:01:05: the 09:01 tick is sent
+    now = T + timedelta(seconds=5)
+    sent = sends_after_a_pause(tmp_path, monkeypatch, at(2026, 11, 28, 9, 0, 0, 200000), now, 900)
+    assert sent_ticks(sent) == ["09:01:00"]
+    # its state file a few minutes behind (kill -9), paused across 09:01: every minute since, oldest first
+    sent = sends_after_a_pause(tmp_path, monkeypatch, at(2026, 11, 28, 8, 56, 0, 200000), now, 900)
+    assert sent_ticks(sent) == ["08:57:00", "08:58:00", "08:59:00", "09:00:00", "09:01:00"]
+    for stamped in sent:
+        tick = datetime.fromisoformat(stamped.kwargs["tick"])
+        assert stamped.options["task_id"] == f"{tick_run_id(tick)}-scheduled"
+        assert stamped.options["expires"] == tick + timedelta(seconds=900) > now  # none is dropped on arrival
+
+
+def test_ticks_older_than_the_catch_up_window_are_not_sent_and_never_the_newest(tmp_path, monkeypatch):
+    now = T + timedelta(seconds=5)
+    two_hours = at(2026, 11, 28, 7, 0, 0, 200000)
+    sent = sends_after_a_pause(tmp_path, monkeypatch, two_hours, now, 600)
+    assert sent_ticks(sent) == [f"08:{m:02d}:00" for m in range(52, 60)] + ["09:00:00", "09:01:00"]
+    # a window shorter than a tick still sends the current tick (an older one expiring drops no newer one)
+    assert sent_ticks(sends_after_a_pause(tmp_path, monkeypatch, two_hours, now, 10)) == ["09:01:00"]
+    grid = every(2, nowfun=lambda: at(2026, 11, 28, 9, 0, 9, 300000))
+    sent = sends_after_a_pause(tmp_path, monkeypatch, at(2026, 11, 28, 9, 0, 2, 100000), now, 60, schedule=grid)
+    assert sent_ticks(sent) == ["09:00:04", "09:00:06", "09:00:08"]
+
+
 def test_beat_schedule_declares_the_minute_entry_or_the_test_interval():
     (name, spec), = beat_schedule.build_schedule(Settings()).items()
     assert spec["task"] == SCHEDULED_TASK and spec["schedule"] == crontab(minute="*/1")
-    assert spec["options"]["expires"] == 50 and spec["options"]["queue"] == "default"
+    assert spec["options"]["expires"] == Settings().beat_catchup >= 600 and spec["options"]["queue"] == "default"
+    (_, wider), = beat_schedule.build_schedule(Settings(beat_catchup=1800)).items()
+    assert wider["options"]["expires"] == 1800  # PIPELINE_BEAT_CATCHUP sets the window
     assert spec["kwargs"]["alphas"] == [1.0, 0.1, 0.01, 0.001, 0.0001, 0.00001]
     (_, fast), = beat_schedule.build_schedule(Settings(beat_interval=2, schedule_label="x")).items()
     assert isinstance(fast["schedule"], every) and fast["schedule"].step == 2

@@ -6,9 +6,18 @@ pipeline.schedule.scheduler:TickScheduler``) adds it: for the scheduled-run entr
 moment the entry was due (``now + remaining_estimate(last_run_at)``: the crontab's
 minute, not the possibly later moment beat got round to it), truncates it to the
 schedule's grid, and sends ``tick=<ISO>`` in the kwargs, a task id derived from the
-tick, and an absolute ``expires`` of tick + the entry's ``expires`` seconds, so a tick
-too old to matter (a message left queued, a catch-up after downtime) is dropped by the
-worker.
+tick, and an absolute ``expires`` of tick + the entry's ``expires`` seconds, so a message
+left queued too long is dropped by the worker.
+
+Catch-up (issue 19): a beat restarted after a pause (killed, stopped, its host asleep)
+finds its entry due since its last recorded send, which may be minutes old (beat writes
+its state file only every few minutes; a ``kill -9`` loses what came since). Celery sends
+one message for that, and we used to give it the first missed tick, already expired, so
+the current tick got no run. Now every grid point missed since the last send, up to the
+current one, is sent, oldest first, as long as it lies within the catch-up window (the
+entry's ``expires``, ``PIPELINE_BEAT_CATCHUP``, 15 minutes); older ones are logged and
+left to ``backfill``. The newest tick is always sent. Ticks sent twice (the state file
+lagging behind) create nothing new: a tick's run is first writer wins.
 
 Upstream code (Celery 5.7.0; ``tests/test_upstream_pins.py``): ``PersistentScheduler``'s
 ``apply_async(entry, producer=None, advance=True, **kwargs)``, ``reserve`` and
@@ -21,6 +30,7 @@ configuration imports without ``celery.beat``.
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -58,6 +68,32 @@ def stamp_options(options: dict, tick: datetime) -> dict:
     return stamped
 
 
+def catchup_window(entry: ScheduleEntry) -> float:
+    """Seconds back a send catches up: the entry's ``expires``, else ``PIPELINE_BEAT_CATCHUP``."""
+    expires = entry.options.get("expires")
+    if isinstance(expires, (int, float)) and expires > 0:
+        return float(expires)
+    from pipeline.settings import get_settings
+
+    return get_settings().beat_catchup
+
+
+def missed_ticks(entry: ScheduleEntry, window: float) -> tuple[list[datetime], int]:
+    """The ticks to send now, oldest first, and how many missed ones are older than ``window``.
+
+    From the first grid point due since ``entry.last_run_at`` to the current one (the
+    newest is always included, whatever ``window``).
+    """
+    step = grid_step(entry.schedule)
+    now = entry.schedule.now()
+    first = entry_tick(entry)
+    last = max(first, floor_tick(now, step))
+    count = int(round((last - first).total_seconds() / step)) + 1
+    oldest = (now - timedelta(seconds=window)).timestamp()
+    skip = min(count - 1, max(0, math.ceil((oldest - first.timestamp()) / step - 1e-9)))
+    return [first + timedelta(seconds=step * i) for i in range(skip, count)], skip
+
+
 class TickScheduler(PersistentScheduler):
     """Beat's persistent scheduler, telling ``pipeline.scheduled_run`` which tick it is for."""
 
@@ -73,17 +109,25 @@ class TickScheduler(PersistentScheduler):
         super().setup_schedule()
 
     def apply_async(self, entry: ScheduleEntry, producer=None, advance: bool = True, **kwargs):
-        """Send ``entry``; for the scheduled-run task, with the tick in kwargs and options."""
+        """Send ``entry``; for the scheduled-run task, one send per missed tick (see the module doc)."""
         if entry.task != SCHEDULED_TASK:
             return super().apply_async(entry, producer, advance, **kwargs)
-        tick = entry_tick(entry)  # before reserve(): last_run_at must be the previous send
+        window = catchup_window(entry)
+        ticks, skipped = missed_ticks(entry, window)  # before reserve(): last_run_at must be the previous send
+        if skipped:
+            log.warning("beat missed %d tick(s) older than the catch-up window (%g s, PIPELINE_BEAT_CATCHUP), "
+                        "from %s: not sent (python cli.py backfill creates them)", skipped, window,
+                        iso_tick(ticks[0] - timedelta(seconds=grid_step(entry.schedule) * skipped)))
         if advance:
             self.reserve(entry)
-        stamped = entry.__class__(**dict(
-            entry,
-            kwargs={**entry.kwargs, "tick": tick.isoformat()},
-            options=stamp_options(entry.options, tick),
-        ))
-        late = (datetime.now(timezone.utc) - tick).total_seconds()
-        log.info("tick %s: sending %s (%.1f s after the tick)", iso_tick(tick), SCHEDULED_TASK, late)
-        return super().apply_async(stamped, producer, advance=False, **kwargs)
+        result = None
+        for tick in ticks:
+            stamped = entry.__class__(**dict(
+                entry,
+                kwargs={**entry.kwargs, "tick": tick.isoformat()},
+                options=stamp_options(entry.options, tick),
+            ))
+            late = (datetime.now(timezone.utc) - tick).total_seconds()
+            log.info("tick %s: sending %s (%.1f s after the tick)", iso_tick(tick), SCHEDULED_TASK, late)
+            result = super().apply_async(stamped, producer, advance=False, **kwargs)
+        return result
