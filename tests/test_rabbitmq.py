@@ -216,3 +216,39 @@ def test_the_node_runs_with_the_compose_variants_consumer_timeout(rabbit):
 
     shown = rabbit.ctl("eval", "application:get_env(rabbit, consumer_timeout).")
     assert shown.strip() == f"{{ok,{int(DEFAULTS.visibility_timeout * 1000)}}}", shown
+
+
+@pytest.mark.slow
+def test_retry_waiting_for_its_countdown_in_a_killed_worker_runs_on_a_live_one(rabbit, tmp_path):
+    """A retry's ETA message is held unacknowledged in the worker until its countdown ends: killed
+    with the worker, RabbitMQ redelivers it and the live worker runs the retry when it is due.
+    (Every train attempt fails by --fail-rate 1: the retry is seen to run, and fail, on the
+    live worker; restart --fail-rate 0 then completes the run.)"""
+    stack = amqp_stack(rabbit, tmp_path)
+    label = "kill-retry"
+    try:
+        victim = stack.worker("--label", label, "--pool", "prefork", "--concurrency", "2", name="victim")
+        ledger = stack.ledger()
+        run_id = stack.submit("--alphas", "1.0", "0.1", "--fail-rate", "1", "--retries", "1", "--retry-delay", "30",
+                              "--label", label)
+        trains = [flow.train_key(0), flow.train_key(1)]
+        poll(lambda: all(ledger.task_states(run_id).get(k) == "Retrying" for k in trains), "both trains to retry", 120)
+        survivor = stack.worker("--label", label, "--pool", "prefork", "--concurrency", "2", name="survivor")
+        assert all(ledger.task_states(run_id).get(k) == "Retrying" for k in trains), "the countdown ended too soon"
+        kill_group(victim)
+        killed_at = time.time()
+
+        waited = stack.cli("wait", run_id, "--json", timeout=300)
+        assert waited.returncode == 1 and json.loads(waited.stdout)["state"] == "Failed", (waited, survivor.text())
+        for row in ledger.tasks(run_id, trains):
+            assert (row["state"], row["attempts"]) == ("Failed", 2) and "injected failure" in row["error"], row
+            assert row["started"] > killed_at, row  # the retry ran after the kill: on the survivor
+
+        restarted = stack.cli("restart", run_id, "--fail-rate", "0", "--json", timeout=300)
+        assert restarted.returncode == 0, restarted.stderr
+        scores = ledger.outputs(run_id, [flow.evaluate_key(0), flow.evaluate_key(1)])
+        from test_stages import tutorial_score
+
+        assert [scores[flow.evaluate_key(i)]["score"] for i in (0, 1)] == [tutorial_score(17, 100, a) for a in (1.0, 0.1)]
+    finally:
+        stack.close()
