@@ -1,9 +1,12 @@
 """Starting a Celery worker on the queues of one or more labels."""
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from typing import Sequence
+
+from celery.signals import worker_init
 
 from pipeline.celery_app import app
 from pipeline.settings import DEFAULT_QUEUE
@@ -22,6 +25,18 @@ def quiet_task_lines() -> None:
     """
     for name in TASK_LINE_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def freeze_imports_before_forking(**_kwargs: object) -> None:
+    """Move every object of the started worker into the collector's permanent generation.
+
+    Celery runs ``gc.collect()`` before each pool process it forks (celery/concurrency/
+    asynpool.py, ``_create_worker_process``): with the stages' libraries imported that is a
+    full collection of about 0.2 s on this machine, paid again for every process an
+    autoscaled pool grows by, while the main process dispatches nothing. Frozen objects are
+    not scanned, by that collection or by the children's own (fewer copy-on-write pages).
+    """
+    gc.freeze()
 
 
 def worker_argv(labels: Sequence[str], concurrency: int | None, pool: str, loglevel: str = "INFO",
@@ -51,4 +66,5 @@ def run_worker(labels: Sequence[str], concurrency: int | None, pool: str, loglev
 
     if not log_tasks:
         quiet_task_lines()
+    worker_init.connect(freeze_imports_before_forking, weak=False)
     app.worker_main(worker_argv(labels, concurrency, pool, loglevel, mingle, celery_options))
