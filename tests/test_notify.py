@@ -235,3 +235,21 @@ def test_restart_sends_run_recovered_then_the_new_end(stack, receiver):
     time.sleep(1)
     assert [r.json()["type"] for r in receiver.received] == ["run.failed", "run.recovered", "run.failed"]
     assert len({r.headers["webhook-id"] for r in receiver.received}) == 3
+
+
+def test_an_apprise_json_url_to_the_local_receiver_works(stack, receiver):
+    receiver.answers = [(503, None)]  # Apprise's failure is retried like a webhook's
+    stack.worker("--pool", "threads", "--concurrency", "2")
+    done = stack.cli("sweep", "--alphas", "1.0", "--n-samples", "100", "--fail-rate", "1", "--json",
+                     "--notify", f"json://127.0.0.1:{receiver.port}/hook")
+    assert done.returncode == 1, done.stderr
+    run_id = json.loads(done.stdout)["run_id"]
+    poll(lambda: len(receiver.received) >= 2, "Apprise's retry", 30)
+    time.sleep(1)
+    first, second = [r.json() for r in receiver.received]
+    assert "webhook-id" not in receiver.received[1].headers  # Apprise's own JSON, not our webhook
+    assert first == second and second["title"] == f"run {run_id} failed"
+    status = stack.status(run_id)
+    assert f"failed: {status['failed'][0]['key']}" in second["message"]
+    [row] = deliveries(stack, run_id)
+    assert (row["status"], row["attempts"]) == ("delivered", 2) and row["destination"].startswith("json://")
