@@ -1,6 +1,10 @@
 """RabbitMQ as broker (issue 18 item 3): ``CELERY_BROKER_URL=amqp://...`` with the run record in
 the Redis result backend, through real ``python cli.py`` workers, CLI, beat and Flower.
 
+Marked slow (the full suite runs them, ``-m "not slow"`` leaves them out): the killed-worker
+tests, and cancel/restart, labels through Flower, beat and backfill (about 45 s together);
+the one-line refusals, the sweep and the node's consumer_timeout stay in the fast part.
+
 The module boots its own RabbitMQ node (tests/rabbitkit.py: free ports, data in tmp, never
 the machine's 5672) and its own redis-server. Messages travel through RabbitMQ only: the
 Redis holds the run record and no queue.
@@ -98,6 +102,7 @@ def test_sweep_through_rabbitmq(stack, rabbit):
     assert not stack.redis.client().exists("default"), "no queue in the run record's Redis"
 
 
+@pytest.mark.slow
 def test_cancel_then_restart_through_rabbitmq(stack):
     """cancel revokes through RabbitMQ's broadcast; restart sends the rest again."""
     ledger = stack.ledger()
@@ -120,6 +125,7 @@ def test_cancel_then_restart_through_rabbitmq(stack):
     assert [scores[flow.evaluate_key(i)]["score"] for i in (0, 1)] == [tutorial_score(17, 100, a) for a in (1.0, 0.1)]
 
 
+@pytest.mark.slow
 def test_labels_warning_and_waiting_messages_on_rabbitmq(stack, rabbit):
     """A run on a label nobody consumes: the CLI warns, RabbitMQ holds its first message, and
     Flower's /api/labels counts it (passive queue.declare) and warns too."""
@@ -144,6 +150,7 @@ def test_labels_warning_and_waiting_messages_on_rabbitmq(stack, rabbit):
     assert stack.cli("cancel", run_id).returncode == 0
 
 
+@pytest.mark.slow
 def test_backfill_and_beat_through_rabbitmq(stack):
     """backfill creates a tick's run, beat (every 2 s) creates more; the worker runs them all."""
     ledger = stack.ledger()
