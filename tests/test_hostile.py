@@ -152,3 +152,30 @@ def test_message_with_a_path_in_its_run_id_touches_nothing(cli_env, clean_redis,
                          "of run ../../etc", "the worker to drop it")
     assert clean_redis.client().keys("pipeline:run:*") == []
     assert not (tmp_path / "etc").exists()
+
+
+def test_a_recorded_run_whose_id_is_a_path_writes_nothing(cli_env, clean_redis, worker, tmp_path):
+    """A run record under the id ``../../etc`` (written straight to Redis, past the CLI's
+    checks): the worker finds the run, so only the artifacts code's run-id check
+    (:func:`pipeline.artifacts.rundir.check_run_id`) stands between it and ``<root>/../../etc``,
+    which is ``tmp_path/etc`` here."""
+    from pipeline.definition import flow
+    from pipeline.ledger.records import Ledger
+    from pipeline.redis_conn import make_client
+    from pipeline.runs.submit import RunRequest
+
+    root = tmp_path / "deep" / "artifacts"
+    escaped = tmp_path / "etc"  # root / "../../etc"
+    ledger = Ledger(make_client(clean_redis.url), 3600)
+    run_id = "../../etc"
+    keys = flow.task_keys(1)
+    assert ledger.create_run(run_id, {"id": run_id, "flow": flow.FLOW_NAME, "version": 1, "state": "Pending",
+                                      "params": RunRequest(alphas=[1.0], artifacts_root=str(root)).params(),
+                                      "artifacts": str(root), "queue": "default", "submitted": 1, "cancelled": 0},
+                             keys)
+    refused = "invalid run id '../../etc'"
+    before = worker.text().count(refused)
+    publish_raw(clean_redis.url, task_body(run_id, flow.DOWNLOAD), "application/json")
+    poll(lambda: worker.text().count(refused) > before or escaped.exists(), "the worker to refuse the run id", 30)
+    assert ledger.task_states(run_id)[flow.DOWNLOAD] != "Success"
+    assert not escaped.exists(), sorted(str(p) for p in escaped.rglob("*"))
