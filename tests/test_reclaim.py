@@ -152,7 +152,7 @@ def test_a_worker_back_after_it_was_declared_dead_has_its_late_result_ignored(tm
     resumes and ends its attempt first. The ledger refuses that late result: the task's end,
     output and successor come from the live worker's attempt, and nothing runs twice after it."""
     quick = {"PIPELINE_WORKER_TTL": "3", "PIPELINE_WORKER_HEARTBEAT": "1", "PIPELINE_RECLAIM_INTERVAL": "1"}
-    sleep = 8.0
+    sleep = 15.0  # long enough to start the live worker (seconds on a loaded machine) mid-stage
     stack = make_stack(tmp_path, **quick)
     try:
         frozen = stack.worker("--pool", "threads", "--concurrency", "1", name="frozen")
@@ -162,6 +162,7 @@ def test_a_worker_back_after_it_was_declared_dead_has_its_late_result_ignored(tm
         poll(lambda: running(ledger, run_id, [train]), "train_model to run on the first worker", 120)
         first_start = ledger.tasks(run_id, [train])[0]["started"]
         stack.worker("--pool", "threads", "--concurrency", "2", name="live")
+        assert time.time() < first_start + sleep - 4, "the live worker took too long to start: train_model ended"
         os.killpg(frozen.proc.pid, signal.SIGSTOP)
         try:
             poll(lambda: ledger.tasks(run_id, [train])[0]["attempts"] == 2, "the live worker to take train_model over",
