@@ -1,11 +1,12 @@
 """Verified artifacts: every file's size and sha256, taken while it is written and checked
 while it is read, so a truncated, altered or missing file fails its reader by name.
 
-A writer hashes the bytes as the stage writes them (:class:`HashingWriter`); a reader
-hashes them as the stage reads them (:func:`verifying_reader`) and, once the stage is done
-with the file, reads what it left unread and compares: nothing is read twice. Where the
-records live is the caller's business (:class:`FileBook`): the run's ledger record for
-tasks, a dict for the in-process debug path.
+A writer hashes the bytes as the stage writes them (:class:`HashingWriter`). A reader
+reads the file once, whole, hashes those bytes and checks them (:func:`check`) before
+the stage parses them from memory: nothing is read twice, and a damaged file never
+reaches a parser (the object store read whole objects already; artifacts here are CSVs
+and small models). Where the records live is the caller's business (:class:`FileBook`):
+the run's ledger record for tasks, a dict for tests and the in-process path.
 """
 from __future__ import annotations
 
@@ -15,10 +16,6 @@ import os
 import threading
 from dataclasses import asdict, dataclass
 from typing import BinaryIO, Protocol
-
-CHUNK = 1 << 16
-"""Bytes read at a time when a reader drains what a stage left unread."""
-
 
 @dataclass(frozen=True)
 class FileDigest:
@@ -131,38 +128,14 @@ class HashingWriter(io.RawIOBase):
         return FileDigest(self.size, self._sha.hexdigest(), task)
 
 
-class _HashingRaw(io.RawIOBase):
-    """Reads ``inner`` in order, hashing each byte once (under a BufferedReader)."""
-
-    def __init__(self, inner: BinaryIO) -> None:
-        super().__init__()
-        self.inner = inner
-        self.size = 0
-        self.sha = hashlib.sha256()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        view = memoryview(buffer).cast("B")
-        n = self.inner.readinto(view) or 0
-        self.sha.update(view[:n])
-        self.size += n
-        return n
-
-
-class VerifiedRead:
-    """A reader whose bytes are hashed as they are read; :meth:`check` compares the whole file."""
-
-    def __init__(self, inner: BinaryIO) -> None:
-        self._raw = _HashingRaw(inner)
-        self.handle = io.BufferedReader(self._raw, CHUNK)
-
-    def finish(self) -> tuple[int, str]:
-        """Read what the stage left unread (hashing it); return the file's size and sha256."""
-        while self._raw.read(CHUNK):
-            pass
-        return self._raw.size, self._raw.sha.hexdigest()
+def check(run_id: str, name: str, expected: FileDigest, data: bytes) -> None:
+    """Raise :class:`ArtifactDamaged` unless ``data`` (file ``name`` as read, whole) is what
+    its writer recorded (``expected``)."""
+    if len(data) != expected.size:
+        raise damaged(run_id, name, expected, len(data), "")
+    sha = hashlib.sha256(data).hexdigest()
+    if sha != expected.sha256:
+        raise damaged(run_id, name, expected, len(data), sha)
 
 
 _umask_lock = threading.Lock()

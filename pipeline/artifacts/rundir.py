@@ -7,13 +7,14 @@ root (:mod:`pipeline.artifacts.store`): a local directory or an fsspec URL.
 from __future__ import annotations
 
 import copy
+import io
 import os
 import re
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from pipeline.artifacts.integrity import FileBook, HashingWriter, VerifiedRead, damaged, missing
+from pipeline.artifacts.integrity import FileBook, HashingWriter, check, missing
 from pipeline.artifacts.store import TMP_DIR_NAME, open_store  # noqa: F401  (TMP_DIR_NAME re-exported)
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -104,8 +105,8 @@ class RunDir:
     def reader(self, name: str) -> Iterator[BinaryIO]:
         """Open file ``name`` for reading as a binary file object, verified against its record.
 
-        Once the caller is done (or failed) with it, the rest of the file is read and the
-        size and sha256 compared with what its writer recorded: a difference raises
+        A recorded file is read whole, once, and its size and sha256 compared with what its
+        writer recorded before the caller sees a byte: a difference raises
         :class:`~pipeline.artifacts.integrity.ArtifactDamaged`, a missing file
         :class:`~pipeline.artifacts.integrity.ArtifactMissing`, both naming the file and its
         writer. A file without a record (no book, or written before records existed) is read
@@ -121,17 +122,9 @@ class RunDir:
             if expected is None:
                 yield inner
                 return
-            read = VerifiedRead(inner)
-            try:
-                yield read.handle
-            except Exception as exc:  # garbage often fails the parser first: say what is wrong
-                size, sha = read.finish()
-                if (size, sha) != (expected.size, expected.sha256):
-                    raise damaged(self.run_id, name, expected, size, sha) from exc
-                raise
-            size, sha = read.finish()
-        if (size, sha) != (expected.size, expected.sha256):
-            raise damaged(self.run_id, name, expected, size, sha)
+            data = inner.read()
+        check(self.run_id, name, expected, data)
+        yield io.BytesIO(data)
 
     def remove(self, name: str) -> bool:
         """Delete file ``name`` from the run; False if it was already gone."""
