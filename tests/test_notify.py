@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import free_port, run_cli, stop_process
+from conftest import free_port, run_cli, start_flower, stop_process
 from faultkit import make_stack, poll
 from receiver import Receiver
 
@@ -77,6 +77,27 @@ def test_a_failing_sweep_sends_exactly_one_signed_run_failed(stack, receiver):
     [row] = deliveries(stack, run_id)
     assert (row["event"], row["status"], row["attempts"], row["last_error"]) == ("run.failed", "delivered", 1, None)
     assert row["event_id"] == got.headers["webhook-id"]
+    assert stack.cli("notifications").stdout.splitlines()[1].split()[:4] == [run_id, "run.failed", "delivered", "1"]
+
+
+def test_the_run_page_lists_the_runs_deliveries_with_secrets_redacted(stack, receiver):
+    import urllib.request
+
+    stack.worker("--pool", "threads", "--concurrency", "2")
+    run_id = failed_run(stack, receiver, "--notify", f"http://u:pw@127.0.0.1:{receiver.port}/h?token=t0ps3cret")
+    poll(lambda: len(receiver.received) == 2, "both webhooks", 30)
+    proc, base, _env = start_flower(stack.redis.url, stack.tmp / "flower.log", auth=None)
+    try:
+        with urllib.request.urlopen(f"{base}/runs/{run_id}", timeout=30) as response:
+            page = response.read().decode()
+    finally:
+        stop_process(proc)
+    hook = next(r for r in receiver.received if r.path.startswith("/h?"))
+    assert hook.headers["authorization"] == "Basic " + base64.b64encode(b"u:pw").decode()
+    section = page[page.index('id="notifications"'):page.index('id="logs"')]
+    assert section.count("run.failed") == 2 and section.count("delivered") == 2
+    assert "token=***" in section and "u:***@" in section
+    assert "t0ps3cret" not in page and "pw@" not in page
 
 
 def test_succeeded_is_sent_only_when_chosen(stack, receiver):

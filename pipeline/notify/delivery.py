@@ -6,6 +6,7 @@ receiver asked for); not retried: any other 4xx (the request itself is wrong).
 """
 from __future__ import annotations
 
+import base64
 import json
 import time
 import urllib.error
@@ -13,6 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pipeline.notify import signing
 from pipeline.notify.destinations import is_webhook
@@ -48,11 +50,24 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, when - (time.time() if now is None else now))
 
 
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``user:password@`` (urllib sends none of it), and the Basic
+    ``Authorization`` header they stand for (None without them)."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, "")), "Basic " + base64.b64encode(pair).decode()
+
+
 def post_webhook(url: str, msg_id: str, body: str, secret: str | None, timeout: float) -> Outcome:
     """POST ``body`` to ``url`` with the Standard Webhooks headers of this attempt."""
-    heads = signing.headers(secret, msg_id, int(time.time()), body)
-    request = urllib.request.Request(url, data=body.encode(), headers={**heads, "user-agent": USER_AGENT},
-                                     method="POST")
+    heads = {**signing.headers(secret, msg_id, int(time.time()), body), "user-agent": USER_AGENT}
+    url, auth = split_credentials(url)
+    if auth:
+        heads["authorization"] = auth
+    request = urllib.request.Request(url, data=body.encode(), headers=heads, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read(65536)

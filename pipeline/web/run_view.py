@@ -46,6 +46,8 @@ class RunView:
     hidden_rows: int
     show_all: bool
     axis: tuple[float, float] | None
+    notifications: list[dict[str, Any]]
+    """The run's notification deliveries (:func:`pipeline.notify.report.delivery_document`)."""
 
     @property
     def gantt(self) -> dict[str, list[dict[str, Any]]]:
@@ -132,4 +134,13 @@ def run_view(ledger: Ledger, run_id: str, stuck_after: float, task: str | None =
         hidden_rows=hidden,
         show_all=show_all,
         axis=axis(doc, now),
+        notifications=run_notifications(ledger, run_id),
     )
+
+
+def run_notifications(ledger: Ledger, run_id: str) -> list[dict[str, Any]]:
+    """The run's deliveries as ``notifications RUN_ID --json`` lists them (secrets redacted)."""
+    from pipeline.ledger.notifications import deliveries
+    from pipeline.notify.report import delivery_document
+
+    return [delivery_document(row) for row in deliveries(ledger.r, run_id)]
