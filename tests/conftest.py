@@ -24,6 +24,34 @@ CLI = str(ROOT / "cli.py")
 sys.path.insert(0, str(ROOT))
 
 
+def skips_allowed(env: "os._Environ[str] | dict[str, str]" = os.environ) -> bool:
+    """Whether a test may skip for a missing tool or privilege: not on CI (``CI`` set, as
+    ``.ci/run`` does, which installs everything), unless ``PIPELINE_TEST_ALLOW_SKIP=1``."""
+    on_ci = (env.get("CI") or "").lower() not in ("", "0", "false", "no")
+    return not on_ci or env.get("PIPELINE_TEST_ALLOW_SKIP") == "1"
+
+
+def needs(missing: str | None) -> pytest.MarkDecorator:
+    """Mark a test that needs a tool or privilege; ``missing`` says what is lacking (None: nothing).
+
+    Where something is lacking the test skips with that reason on a developer's machine and
+    fails with it on CI (see :func:`skips_allowed`): CI must not go green by skipping.
+    """
+    return pytest.mark.needs(missing)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip or fail a test marked with :func:`needs` whose requirement is missing (before its fixtures)."""
+    for mark in item.iter_markers("needs"):
+        missing = mark.args[0]
+        if missing is not None:
+            if skips_allowed():
+                pytest.skip(f"{missing} (on CI this test fails instead)")
+            pytest.fail(f"on CI (CI set) this test must run, but {missing}; set PIPELINE_TEST_ALLOW_SKIP=1 to skip",
+                        pytrace=False)
+
+
 def free_port() -> int:
     """A TCP port nobody listens on now (never 6379)."""
     while True:

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import pytest
 
 from pipeline.definition import flow
-from conftest import CLI, ROOT, free_port, pipeline_env, poll, run_cli, stop_process
+from conftest import CLI, ROOT, free_port, needs, pipeline_env, poll, run_cli, stop_process
 
 AUTH = "ops:s3cret"
 
@@ -104,7 +104,7 @@ def test_flower_shows_a_running_task_as_started(flower, tmp_path):
     assert done[0]["runtime"] >= 3
 
 
-@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
+@needs(None if shutil.which("chromium") else "Debian's chromium is not installed (.ci/run installs it)")
 def test_tasks_page_in_headless_chromium(flower, tmp_path):
     base, env = flower
     env = {**env, "PIPELINE_ARTIFACTS": str(tmp_path / "art")}

@@ -33,7 +33,7 @@ from typing import Iterator
 import pytest
 
 import hostnet
-from conftest import CLI, pipeline_env, poll, redis_binary
+from conftest import CLI, needs, pipeline_env, poll, redis_binary
 from pipeline.definition import flow
 from pipeline.ledger.records import Ledger
 from pipeline.ledger.status import is_stuck
@@ -42,7 +42,7 @@ from test_stages import tutorial_score
 from test_sweep_integration import ledger_for
 
 REASON = hostnet.unavailable()
-needs_hosts = pytest.mark.skipif(REASON is not None, reason=f"cannot build hosts from namespaces: {REASON}")
+needs_hosts = needs(None if REASON is None else f"cannot build hosts from namespaces: {REASON}")
 
 HOSTS = ("server", "host-a", "host-b", "client")
 WORKERS = ("host-a", "host-b")
@@ -217,7 +217,7 @@ def assert_no_local_files(cluster: Cluster) -> None:
 
 
 def test_reasons_to_skip(monkeypatch):
-    """Where hosts cannot be made, the tests above skip and say why."""
+    """Where hosts cannot be made, the tests above skip (fail on CI) and say why."""
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert hostnet.unavailable() == "network namespaces need root"
     monkeypatch.setattr(os, "geteuid", lambda: 0)

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from conftest import FLOWER_AUTH, ROOT, run_cli
+from conftest import FLOWER_AUTH, ROOT, needs, run_cli
 from test_web import cli_json, failed_run, web, web_server  # noqa: F401 (fixtures)
 
 CHROMIUM = shutil.which("chromium")
@@ -17,11 +17,15 @@ DOC_SHOTS = ROOT / "docs" / "screenshots"
 """Where the committed screenshots live; the test writes there with UPDATE_SCREENSHOTS=1 (else
 into its tmp dir, so running the suite leaves the checkout clean)."""
 
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in requirements-dev.txt")
+try:
+    import playwright.sync_api as playwright
+except ImportError:  # requirements-dev.txt has it
+    playwright = None
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not CHROMIUM, reason="Debian's chromium is not installed (.ci/run installs it)")
+@needs("playwright is not installed (requirements-dev.txt)" if playwright is None else None)
+@needs(None if CHROMIUM else "Debian's chromium is not installed (.ci/run installs it)")
 def test_failed_run_page_restart_to_success_in_chromium(web, clean_redis, tmp_path):  # noqa: F811
     browser_http, env = web
     shots = DOC_SHOTS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
