@@ -136,6 +136,21 @@ def wait_for_one_child(state: Path) -> bool:
     return False
 
 
+def counting_cores(fn: Callable[[], float], state: Path, used: list[float]) -> Callable[[], float]:
+    """``fn`` that also appends the cores the stack's worker used meanwhile (its processes' CPU
+    seconds over the wall time): what a loaded machine still shows of the parallelism."""
+    from pipeline.embedded.detached import read_record
+
+    def measure() -> float:
+        pid = read_record(state, "worker")[0]
+        before = harness.cpu_seconds([pid])
+        elapsed = fn()
+        used.append((harness.cpu_seconds([pid]) - before) / elapsed)
+        return elapsed
+
+    return measure
+
+
 def w5(bench, work: Path) -> None:
     """12 alphas at 200,000 rows: embedded default vs --local vs the old threads-pool stack."""
     s = bench.sizes
@@ -153,13 +168,15 @@ def w5(bench, work: Path) -> None:
                 for name, state in (("embedded default (prefork)", new), ("before: threads -c 10", old))}
         for state in (new, old):  # warm: the first sweep of a stack imports the stages' libraries
             bench.ours_cli(values[:2], n_samples=1000, env=stack_env(state, art))
+        cores: dict[str, list[float]] = {"new": [], "old": []}
         with PeakMemory(new) as peak_new, PeakMemory(old) as peak_old:
             samples = interleaved(s.reps, {
                 "--local (one process)": lambda: bench.ours_cli(values, n_samples, env=stack_env(new, art),
                                                                 extra=["--local"]),
-                "embedded default": lambda: bench.ours_cli(values, n_samples, env=stack_env(new, art)),
-                "embedded, before (threads -c 10)": lambda: bench.ours_cli(values, n_samples,
-                                                                           env=stack_env(old, art)),
+                "embedded default": counting_cores(
+                    lambda: bench.ours_cli(values, n_samples, env=stack_env(new, art)), new, cores["new"]),
+                "embedded, before (threads -c 10)": counting_cores(
+                    lambda: bench.ours_cli(values, n_samples, env=stack_env(old, art)), old, cores["old"]),
             })
         for sample in samples.values():
             bench.show(sample)
@@ -167,6 +184,9 @@ def w5(bench, work: Path) -> None:
         bench.judge("W5 embedded default / --local", samples["embedded default"].median / local, 0.65)
         bench.judge("W5 embedded before (threads) / --local",
                     samples["embedded, before (threads -c 10)"].median / local, None)
+        for key, name in (("new", "embedded default"), ("old", "embedded before (threads)")):
+            bench.judge(f"W5 cores used by the worker, {name}", sorted(cores[key])[len(cores[key]) // 2], None,
+                        "cores", f"(its CPU s / wall s; runs {', '.join(f'{c:.2f}' for c in cores[key])}) ")
         bench.out("  peak RSS (MiB) during W5, sampled every 0.2 s:")
         for name, mib in peak_new.rss.items():
             bench.out(f"    embedded default {name:<20} {mib:7.1f}")
