@@ -52,3 +52,19 @@ def test_backoff_doubles_to_its_cap_and_a_longer_retry_after_wins():
     assert retry_after_seconds("120") == 120
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
     assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+def test_scheduled_runs_take_pipeline_notify_and_a_bad_one_does_not_cost_the_run(monkeypatch, tmp_path, caplog):
+    from datetime import datetime, timezone
+
+    from pipeline.schedule.tick_runs import tick_request
+
+    tick = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
+    monkeypatch.setenv("PIPELINE_NOTIFY", "https://hooks.example.com/a, json://127.0.0.1:9/b")
+    monkeypatch.setenv("PIPELINE_NOTIFY_EVENTS", "failed succeeded")
+    request = tick_request(tick, alphas=["1.0"], artifacts_root=str(tmp_path))
+    assert request.notify == ("https://hooks.example.com/a", "json://127.0.0.1:9/b")
+    assert request.notify_events == ("failed", "succeeded")
+    monkeypatch.setenv("PIPELINE_NOTIFY", "hooks.example.com")
+    assert tick_request(tick, alphas=["1.0"], artifacts_root=str(tmp_path)).notify == ()
+    assert "'hooks.example.com'" in caplog.text

@@ -167,6 +167,7 @@ def overrides() -> list[tuple[type, type, set[str], str]]:
     from pipeline.worker.consumer import BatchedEventsConsumer
     from pipeline.worker.liveness import WorkerRecordStep
     from pipeline.worker.redis_checks import PersistenceCheckStep
+    from pipeline.notify.sender import NotifySenderStep
 
     kombu_site, beat_site = "pipeline/worker/kombu_redis.py", "pipeline/schedule/scheduler.py"
     return [
@@ -179,6 +180,7 @@ def overrides() -> list[tuple[type, type, set[str], str]]:
          "pipeline/schedule/every.py"),
         (WorkerRecordStep, bootsteps.StartStopStep, {"create"}, "pipeline/worker/liveness.py"),
         (PersistenceCheckStep, bootsteps.StartStopStep, {"start"}, "pipeline/worker/redis_checks.py"),
+        (NotifySenderStep, bootsteps.StartStopStep, {"create"}, "pipeline/notify/sender.py"),
     ]
 
 

@@ -62,10 +62,9 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
     settings = get_settings()
     root = validation.check_run_options(n_samples=n_samples, sleep=sleep, retries=retries, retry_delay=retry_delay,
                                         fail_rate=fail_rate, label=label, artifacts=artifacts, settings=settings)
-    from pipeline.notify.destinations import check_destinations, check_events
+    from pipeline.notify.destinations import configured
 
-    destinations = check_destinations([*settings.notify, *notify])
-    events = check_events(settings.notify_events)
+    notifications = configured(settings, notify)
     conn = None if local else connect_or_exit(settings)  # before the heavier imports: fast errors
     from pipeline.runs.submit import RunRequest, new_run_id
     from pipeline.ledger.values import RunState
@@ -73,7 +72,7 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
     request = RunRequest(
         alphas=alphas, artifacts_root=root, n_samples=n_samples,
         sleep=sleep, retries=retries, retry_delay=retry_delay, fail_rate=fail_rate, label=label,
-        notify=tuple(destinations), notify_events=tuple(events),
+        **notifications,
     )
     if local:
         run_here(request, new_run_id(), as_json)

@@ -6,11 +6,14 @@ one is refused when it is given (:class:`BadInput`), so nothing is enqueued.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pipeline.settings import NOTIFY_EVENT_NAMES
 from pipeline.validation import BadInput
+
+if TYPE_CHECKING:
+    from pipeline.settings import Settings
 
 WEBHOOK_SCHEMES = ("http", "https")
 """Schemes sent as signed JSON webhooks; any other goes through Apprise."""
@@ -73,3 +76,10 @@ def redact(url: str) -> str:
         netloc = f"{parts.username}:***@{netloc.rsplit('@', 1)[1]}"
     query = urlencode([(k, "***") for k, _ in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def configured(settings: "Settings", extra: Iterable[str] = ()) -> dict[str, tuple[str, ...]]:
+    """``notify`` and ``notify_events`` of a :class:`~pipeline.runs.submit.RunRequest`:
+    ``PIPELINE_NOTIFY`` plus ``extra`` (``--notify``) and ``PIPELINE_NOTIFY_EVENTS``, checked."""
+    return {"notify": tuple(check_destinations([*settings.notify, *extra])),
+            "notify_events": tuple(check_events(settings.notify_events))}

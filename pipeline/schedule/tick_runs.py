@@ -7,6 +7,7 @@ redelivery, a backfill) it has one run, and its canvas is sent once.
 """
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -16,7 +17,9 @@ from pipeline.runs.submit import RunRequest, Submitted, ensure_submitted, submit
 from pipeline.definition.naming import DEFAULT_N_SAMPLES
 from pipeline.ledger.claims import needs_submission
 from pipeline.schedule.ticks import MINUTE, tick_run_id, utc
-from pipeline.validation import check_artifacts_root, check_label, parse_alphas
+from pipeline.validation import BadInput, check_artifacts_root, check_label, parse_alphas
+
+log = logging.getLogger(__name__)
 
 HEAL_LOOKBACK_TICKS = 10
 """Ticks before the current one that a scheduled run checks for a run recorded but never sent."""
@@ -33,7 +36,20 @@ def tick_request(tick: datetime, *, alphas: Sequence[float] | Iterable[str], art
     if label is not None:
         check_label(label)
     return RunRequest(alphas=parsed, artifacts_root=check_artifacts_root(artifacts_root), n_samples=int(n_samples),
-                      label=label, tick=utc(tick))
+                      label=label, tick=utc(tick), **tick_notifications())
+
+
+def tick_notifications() -> dict:
+    """PIPELINE_NOTIFY and PIPELINE_NOTIFY_EVENTS for a scheduled run; a bad one is logged and
+    the run goes without notifications (losing the run would be worse than its message)."""
+    from pipeline.notify.destinations import configured
+    from pipeline.settings import get_settings
+
+    try:
+        return configured(get_settings())
+    except BadInput as exc:
+        log.error("scheduled run without notifications: %s", exc)
+        return {}
 
 
 def submit_tick(ledger: Ledger, request: RunRequest) -> Submitted:

@@ -44,7 +44,9 @@ def request_from_form(form: dict[str, str]):
                "fail_rate": _number("fail_rate", form["fail_rate"], float),
                "label": form["label"].strip() or None}
     root = validation.check_run_options(**options, artifacts=form["artifacts"].strip() or None, settings=conf)
-    return RunRequest(alphas=alphas, artifacts_root=root, **options)
+    from pipeline.notify.destinations import configured
+
+    return RunRequest(alphas=alphas, artifacts_root=root, **options, **configured(conf))
 
 
 def submit(form: dict[str, str]) -> tuple[str, str | None]:
