@@ -20,6 +20,8 @@ BAD = [
     (["sweep", "--sleep", "-1"], "-1"),
     (["sweep", "--sleep", "999999"], "999999"),
     (["sweep", "--retry-delay", "nan"], "nan"),
+    (["sweep", "--retry-delay", "999999"], "999999"),  # above the visibility timeout (3600 s)
+    (["run", "--retry-delay", "3601"], "3601"),
     (["sweep", "--fail-rate", "1.5"], "1.5"),
     (["sweep", "--retries", "-2"], "-2"),
     (["sweep", "--n-samples", "3"], "3"),
