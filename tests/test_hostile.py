@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from kombu import Connection, Producer
 
-from conftest import free_port, pipeline_env, poll, redis_binary, run_cli, stop_process
+from conftest import free_port, pipeline_env, poll, redis_binary, run_cli, start_worker, stop_process
 from test_stages import tutorial_score
 
 
@@ -179,3 +179,31 @@ def test_a_recorded_run_whose_id_is_a_path_writes_nothing(cli_env, clean_redis, 
     poll(lambda: worker.text().count(refused) > before or escaped.exists(), "the worker to refuse the run id", 30)
     assert ledger.task_states(run_id)[flow.DOWNLOAD] != "Success"
     assert not escaped.exists(), sorted(str(p) for p in escaped.rglob("*"))
+
+
+def test_a_worker_refuses_a_run_whose_root_is_outside_its_allowed_one(clean_redis, tmp_path):
+    """The CLI (no PIPELINE_ARTIFACTS_ALLOWED of its own) submits a run rooted elsewhere; the
+    worker, allowed only ``allowed/``, fails its download with the root named, never retried,
+    and every later task is TriggerFailed: nothing is written anywhere."""
+    from pipeline.definition import flow
+    from test_sweep_integration import ledger_for
+
+    allowed, elsewhere = tmp_path / "allowed", tmp_path / "elsewhere"
+    label = f"fenced-{uuid.uuid4().hex[:8]}"
+    env = pipeline_env(clean_redis.url, PIPELINE_ARTIFACTS_ALLOWED=str(allowed))
+    fenced = start_worker(clean_redis.url, tmp_path / "fenced.log", "--label", label, "--pool", "threads",
+                          "--concurrency", "2", env=env)
+    try:
+        result = run_cli("run", "--alpha", "1.0", "--artifacts", str(elsewhere), "--label", label, "--retries", "3",
+                         "--json", env=pipeline_env(clean_redis.url), timeout=120)
+    finally:
+        stop_process(fenced.proc)
+    assert result.returncode == 1, (result.stdout, result.stderr, fenced.text()[-2000:])
+    doc = json.loads(result.stdout)
+    assert doc["state"] == "Failed"
+    rows = {r["key"]: r for r in ledger_for(clean_redis.url).tasks(doc["run_id"], flow.task_keys(1))}
+    download = rows.pop(flow.DOWNLOAD)
+    assert download["state"] == "Failed" and download["attempts"] == 1, download
+    assert str(elsewhere) in download["error"] and "outside the allowed roots" in download["error"], download
+    assert {k: r["state"] for k, r in rows.items()} == {k: "TriggerFailed" for k in rows}
+    assert not elsewhere.exists() and not allowed.exists()
