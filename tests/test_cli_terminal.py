@@ -6,8 +6,12 @@ Against a real redis-server (the CLI only reads the record: no worker needed for
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 
-from conftest import pipeline_env, recorded_run, run_cli
+from conftest import CLI, ROOT, pipeline_env, poll, recorded_run, run_cli
+from test_sweep_integration import ledger_for
 
 
 def test_no_command_prints_the_help_and_exits_0(tmp_path):
@@ -81,3 +85,29 @@ def test_runs_filters_by_state_and_label_newest_first_up_to_limit(clean_redis):
     assert run_cli("runs", "--state", "Cancelled", env=env).stdout.strip() == "no runs match those filters"
     bad = run_cli("runs", "--state", "Exploded", env=env)
     assert bad.returncode == 2 and "unknown state 'Exploded'" in bad.stderr
+
+
+def test_ctrl_c_on_a_waiting_sweep_exits_130_and_the_run_goes_on(cli_env, clean_redis, tmp_path):
+    """SIGINT (Ctrl-C) while ``sweep`` waits: exit 130 with the command that waits again; the
+    run, already queued, still ends Success on the worker."""
+    ledger = ledger_for(clean_redis.url)
+    stderr = tmp_path / "stderr"
+    with open(stderr, "w") as err_file:
+        sweep = subprocess.Popen([sys.executable, CLI, "sweep", "--alphas", "1.0", "0.1", "--sleep", "1"], cwd=ROOT,
+                                 env=cli_env, stdout=subprocess.DEVNULL, stderr=err_file, text=True)
+    try:
+        # waiting: the submission line and the one saying where to look are out, a task runs
+        poll(lambda: len(stderr.read_text().splitlines()) >= 2, "the sweep to say where to look", 60)
+        run_id = ledger.r.zrange(ledger.runs_index, 0, -1)[0]
+        poll(lambda: "Running" in ledger.task_states(run_id).values(), "a task of the run to start", 60)
+        sweep.send_signal(signal.SIGINT)
+        sweep.wait(30)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    err = stderr.read_text()
+    assert sweep.returncode == 130, err
+    assert f"run {run_id} goes on: python cli.py wait {run_id}" in err, err
+    assert ledger.get_run(run_id)["state"] not in ("Success", "Failed")  # interrupted before the end
+    waited = run_cli("wait", run_id, "--json", env=cli_env)
+    assert waited.returncode == 0 and json.loads(waited.stdout)["state"] == "Success", waited.stderr
