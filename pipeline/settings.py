@@ -40,6 +40,10 @@ def _words(raw: str | None) -> tuple[str, ...]:
     return tuple(w for w in (raw or "").replace(",", " ").split() if w)
 
 
+class SettingsError(ValueError):
+    """A setting in the environment that cannot be read; the message names it and its value."""
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -47,7 +51,7 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     try:
         return float(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
 
 
 def _count(env: Mapping[str, str], name: str) -> int | None:
@@ -56,7 +60,7 @@ def _count(env: Mapping[str, str], name: str) -> int | None:
     if raw is None or raw == "":
         return None
     if not raw.strip().isdigit() or int(raw) < 1:
-        raise ValueError(f"{name}={raw!r} is not a whole number of at least 1")
+        raise SettingsError(f"{name}={raw!r} is not a whole number of at least 1")
     return int(raw)
 
 

@@ -50,6 +50,25 @@ def test_bad_input_exits_2_with_one_line(argv, named, clean_redis, tmp_path):
     assert not (tmp_path / "art").exists()
 
 
+BAD_SETTINGS = [
+    ("PIPELINE_STUCK_AFTER", "abc", ["sweep", "--alphas", "1.0"]),
+    ("PIPELINE_RETENTION_SECONDS", "7 days", ["runs"]),
+    ("PIPELINE_EMBEDDED_CONCURRENCY", "0", ["sweep"]),
+    ("PIPELINE_WORKER_TTL", "x", ["worker"]),
+]
+
+
+@pytest.mark.parametrize("name,value,argv", BAD_SETTINGS, ids=[n for n, _v, _a in BAD_SETTINGS])
+def test_bad_setting_exits_2_with_one_line(name, value, argv, clean_redis, tmp_path):
+    """A setting that cannot be read is bad input too: one line naming it and its value."""
+    env = pipeline_env(clean_redis.url, PIPELINE_ARTIFACTS=str(tmp_path / "art"), **{name: value})
+    result = run_cli(*argv, env=env)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and f"{name}={value!r}" in lines[0], result.stderr
+    assert runs_recorded(clean_redis) == 0 and clean_redis.client().llen("default") == 0
+
+
 def test_unknown_run_id_exits_2(clean_redis, tmp_path):
     result = run_cli("wait", "no-such-run", env=pipeline_env(clean_redis.url))
     assert result.returncode == 2 and "no-such-run" in result.stderr

@@ -14,6 +14,7 @@ from click.exceptions import NoArgsIsHelpError
 
 from pipeline.cli import control, inspection, notifications, schedule, services, submit
 from pipeline.cli.common import EXIT_INTERRUPTED, EXIT_OK, fail
+from pipeline.settings import SettingsError
 from pipeline.validation import BadInput
 
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None, prog_name: str = "cli.py") -> int:
     """Run the CLI; bad input of any kind ends in one line and exit code 2; no command: the help."""
     try:
         cli.main(args=argv, standalone_mode=False, prog_name=prog_name)
-    except BadInput as exc:
+    except (BadInput, SettingsError) as exc:
         fail(str(exc))
     except NoArgsIsHelpError as exc:  # no command at all: the help, as --help prints it
         click.echo(exc.ctx.get_help())
