@@ -131,3 +131,16 @@ def check_run_options(*, n_samples: int, sleep: float, retries: int, retry_delay
     if label is not None:
         check_label(label)
     return check_artifacts_root(artifacts or settings.artifacts_root, settings.artifacts_allowed)
+
+
+def restart_overrides(fail_rate: float | None, retries: int | None, retry_delay: float | None,
+                      visibility_timeout: float) -> dict:
+    """The parameters ``restart`` was asked to change, validated as ``sweep`` validates them."""
+    overrides: dict = {}
+    if fail_rate is not None:
+        overrides["fail_rate"] = check_rate(fail_rate)
+    if retries is not None:
+        overrides["retries"] = check_retries(retries)
+    if retry_delay is not None:
+        overrides["retry_delay"] = check_seconds("retry delay", retry_delay, visibility_timeout)
+    return overrides

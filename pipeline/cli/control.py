@@ -34,7 +34,7 @@ def restart(run_id: str, from_key: str | None, fail_rate: float | None, retries:
 
     validation.check_run_id_input(run_id)
     settings = get_settings()
-    overrides = restart_overrides(fail_rate, retries, retry_delay, settings.visibility_timeout)
+    overrides = validation.restart_overrides(fail_rate, retries, retry_delay, settings.visibility_timeout)
     conn = connect_or_exit(settings)
     run = existing_run(conn, run_id)
     try:
@@ -56,19 +56,6 @@ def restart(run_id: str, from_key: str | None, fail_rate: float | None, retries:
         changed = "".join(f", {name} {value}" for name, value in (done.overrides or {}).items())
         click.echo(f"run {run_id} restarted ({why}): {plural(len(done.keys), 'task')} run again{changed}", err=True)
     wait_and_report(conn, run_id, as_json)
-
-
-def restart_overrides(fail_rate: float | None, retries: int | None, retry_delay: float | None,
-                      visibility_timeout: float) -> dict:
-    """The parameters ``restart`` was asked to change, validated as ``sweep`` validates them."""
-    overrides: dict = {}
-    if fail_rate is not None:
-        overrides["fail_rate"] = validation.check_rate(fail_rate)
-    if retries is not None:
-        overrides["retries"] = validation.check_retries(retries)
-    if retry_delay is not None:
-        overrides["retry_delay"] = validation.check_seconds("retry delay", retry_delay, visibility_timeout)
-    return overrides
 
 
 @click.command()

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from typing import Callable
 
-from pipeline.validation import BadInput
+from pipeline.validation import BadInput, restart_overrides
 from pipeline.web.base import PipelineHandler, ledger, settings
 from pipeline.web.runs import NOTICE_COOKIE
 
 
 def overrides_from_form(form: dict[str, str]) -> dict:
     """``restart --fail-rate/--retries/--retry-delay`` from the form (blank: keep); BadInput if bad."""
-    from pipeline.cli.control import restart_overrides
-
     values = {name: (form.get(name) or "").strip() for name in ("fail_rate", "retries", "retry_delay")}
     parsed = {}
     for name, text in values.items():
