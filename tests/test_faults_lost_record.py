@@ -86,3 +86,19 @@ def test_no_warning_when_redis_persists_or_refuses_config(tmp_path):
         assert "Redis at" not in text and "Traceback" not in text, text
     finally:
         managed.close()
+
+
+def test_the_warning_names_queued_tasks_only_where_redis_holds_them(tmp_path):
+    """With RabbitMQ as the broker the run record's Redis holds no queue: the warning says so."""
+    from pipeline.worker.redis_checks import persistence_warnings
+
+    server = start_redis(tmp_path / "np", extra=NO_PERSISTENCE)
+    try:
+        client = server.client()
+        (broker,) = persistence_warnings(client, "here")
+        (ledger_only,) = persistence_warnings(client, "here", holds_queues=False)
+    finally:
+        server.proc.terminate()
+        server.proc.wait(15)
+    assert WARNING in broker and "queued tasks" in broker
+    assert WARNING in ledger_only and "queued tasks" not in ledger_only and "run records" in ledger_only

@@ -28,16 +28,19 @@ def _config(client: redis.Redis, name: str) -> str | None:
     return value
 
 
-def persistence_warnings(client: redis.Redis, where: str) -> list[str]:
-    """One line for each way Redis at ``where`` can lose run records (none if CONFIG is refused)."""
+def persistence_warnings(client: redis.Redis, where: str, holds_queues: bool = True) -> list[str]:
+    """One line for each way Redis at ``where`` can lose run records (none if CONFIG is refused).
+
+    ``holds_queues``: this Redis is the broker too (not so with RabbitMQ as the broker).
+    """
     appendonly, save = _config(client, "appendonly"), _config(client, "save")
     policy, maxmemory = _config(client, "maxmemory-policy"), _config(client, "maxmemory")
     out = []
     if appendonly == "no" and save is not None:
         what = "persists nothing" if not save.strip() else f"persists only snapshots (save {save!r})"
-        out.append(f"Redis at {where} {what} (appendonly no): a restart loses the run records, chord counters "
-                   "and queued tasks changed since, and their runs never finish; run it with --appendonly yes "
-                   "(docs/reliability.md)")
+        lost = "the run records, chord counters and queued tasks" if holds_queues else "the run records and chord counters"
+        out.append(f"Redis at {where} {what} (appendonly no): a restart loses {lost} changed since, and their "
+                   "runs never finish; run it with --appendonly yes (docs/reliability.md)")
     if policy not in (None, "noeviction") and maxmemory not in (None, "0"):
         out.append(f"Redis at {where} evicts keys when full (maxmemory-policy {policy}): run records and chord "
                    "counters can vanish; run it with --maxmemory-policy noeviction (docs/reliability.md)")
@@ -58,7 +61,7 @@ class PersistenceCheckStep(bootsteps.StartStopStep):
             return
         client = make_client(url, retries=1)  # a Redis away at start is the consumer's to report
         try:
-            lines = persistence_warnings(client, redact(url))
+            lines = persistence_warnings(client, redact(url), holds_queues=url == worker.app.conf.broker_url)
         except redis.RedisError as exc:
             log.debug("persistence check skipped: %s", exc)
             return
