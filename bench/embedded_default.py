@@ -84,33 +84,20 @@ def memory_mib(state: Path) -> dict[str, tuple[float, float]]:
     return out
 
 
-class PeakMemory:
+class PeakMemory(harness.PeriodicSampler):
     """Peak RSS per process and peak total PSS of a stack, sampled every ``interval`` s in a thread."""
 
     def __init__(self, state: Path, interval: float = 0.2) -> None:
-        import threading
-
-        self.state, self.interval = state, interval
+        super().__init__(interval)
+        self.state = state
         self.rss: dict[str, float] = {}
         self.total_pss = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            now = memory_mib(self.state)
-            for name, (rss, _pss) in now.items():
-                self.rss[name] = max(self.rss.get(name, 0.0), rss)
-            self.total_pss = max(self.total_pss, sum(pss for _rss, pss in now.values()))
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "PeakMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def _sample_once(self) -> None:
+        now = memory_mib(self.state)
+        for name, (rss, _pss) in now.items():
+            self.rss[name] = max(self.rss.get(name, 0.0), rss)
+        self.total_pss = max(self.total_pss, sum(pss for _rss, pss in now.values()))
 
 
 def show_memory(out: Callable[[str], None], title: str, mem: dict[str, tuple[float, float]]) -> float:

@@ -140,15 +140,38 @@ def interleaved(reps: int, measures: dict[str, Callable[[], float]]) -> dict[str
 
 
 # -- memory ------------------------------------------------------------------------------
-class RssSampler:
+class PeriodicSampler:
+    """Calls ``_sample_once`` every ``interval`` s in a thread while used as a context manager."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample_once(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample_once()
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class RssSampler(PeriodicSampler):
     """Peak resident memory of some processes and their children, sampled in a thread."""
 
     def __init__(self, roots: dict[str, int], interval: float = 0.05) -> None:
+        super().__init__(interval)
         self.roots = dict(roots)
-        self.interval = interval
         self.peaks: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def add(self, name: str, pid: int) -> None:
         """Also watch ``pid`` (and its children) under ``name``."""
@@ -162,19 +185,6 @@ class RssSampler:
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
                 self.peaks[label] = max(self.peaks.get(label, 0), rss)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._sample_once()
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "RssSampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def mib(self) -> dict[str, float]:
         """Peak RSS by process label, in MiB."""
