@@ -14,7 +14,7 @@ from importlib.metadata import packages_distributions
 from conftest import ROOT
 
 LOCAL = {"pipeline", "beat_schedule", "workers", "cli"}
-TEST_TOOLS = {"pytest", "pytest-timeout", "moto", "ruff", "pyyaml", "boto3"}
+TEST_TOOLS = {"pytest", "pytest-timeout", "pytest-xdist", "moto", "ruff", "pyyaml", "boto3"}
 
 
 def requirement_names(path) -> set[str]:
