@@ -9,7 +9,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
+
+pytestmark = pytest.mark.slow  # runs every workload end to end: about 100 s
 
 EXPECTED = [
     "W1 sweep command / critical path",
