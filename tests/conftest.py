@@ -172,13 +172,19 @@ def clean_redis(redis_server: RedisServer) -> RedisServer:
     Live workers' records of their queues (``pipeline:workers:*``) survive the flush, with
     their expiry, so a submission right after it does not report a live worker as missing.
     """
-    client = redis_server.client()
+    flush_keeping_workers(redis_server.client())
+    return redis_server
+
+
+def flush_keeping_workers(client: redis.Redis) -> None:
+    """FLUSHALL, then put back the live workers' records with their expiry: a test that flushes
+    must not make the session's worker look dead to the next test (it rewrites its record
+    only every PIPELINE_WORKER_HEARTBEAT seconds)."""
     records = [(key, client.get(key), client.pttl(key)) for key in client.scan_iter("pipeline:workers:*")]
     client.flushall()
     for key, value, ttl in records:
         if value is not None and ttl > 0:
             client.set(key, value, px=ttl)
-    return redis_server
 
 
 def pipeline_env(url: str, **extra: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import pipeline_env, run_cli
+from conftest import flush_keeping_workers, pipeline_env, run_cli
 from pipeline.definition import flow
 from pipeline.ledger.records import Ledger
 from pipeline.redis_conn import make_client
@@ -38,7 +38,7 @@ def three(redis_server, worker, tmp_path_factory) -> tuple[dict, str]:
     client = redis_server.client()
     if not _swept or client.dbsize() == 0 or client.zcard("pipeline:runs") != 1 \
             or not client.exists(f"pipeline:run:{_swept['run_id']}"):
-        client.flushall()
+        flush_keeping_workers(client)
         env = pipeline_env(redis_server.url, PIPELINE_ARTIFACTS=str(tmp_path_factory.mktemp("three")))
         _swept.update(env=env, run_id=sweep(env, "--alphas", *THREE))
     return _swept["env"], _swept["run_id"]

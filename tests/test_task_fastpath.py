@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import run_cli
+from conftest import flush_keeping_workers, run_cli
 from pipeline.definition import flow
 from pipeline.worker import taskstart
 from pipeline.ledger.records import Ledger
@@ -39,7 +39,7 @@ def test_start_task_never_serves_parameters_of_an_earlier_run_with_the_same_id(c
     book.finish_task("tick-1", flow.DOWNLOAD, "Success", output="d.csv")
     first = taskstart.start_task(book, "tick-1", flow.PREPROCESS)
     assert first.params["alphas"] == [1.0] and first.inputs == {flow.DOWNLOAD: "d.csv"}
-    clean_redis.client().flushall()  # pruned, then the same tick recorded again
+    flush_keeping_workers(clean_redis.client())  # pruned, then the same tick recorded again
     time.sleep(0.01)
     new_run(book, "tick-1", [1.0, 2.0, 3.0])
     for key, out in ((flow.DOWNLOAD, "d2.csv"), (flow.PREPROCESS, ["tr.csv", "te.csv"]),

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import recorded_run, run_cli
+from conftest import poll, recorded_run, run_cli
+from pipeline.worker.liveness import consumers_of
 from pipeline.cli.common import EXIT_STUCK
 
 STUCK_AFTER = "1"
@@ -36,7 +37,9 @@ def test_sweep_on_a_label_nobody_serves_exits_stuck_naming_the_queue(cli_env):
 def test_wait_on_a_run_that_makes_no_progress_exits_stuck(cli_env, clean_redis):
     """A run recorded as sent whose messages never existed, on the queue the session's worker consumes."""
     run_id = "20260101T000000Z-57acc0"
-    recorded_run(clean_redis.url, run_id)
+    book = recorded_run(clean_redis.url, run_id)
+    # the point is the reason given while a worker is live: wait for its record (rewritten every 5 s)
+    poll(lambda: consumers_of(book, "default"), "the session worker's record of queue 'default'", 20)
     env = dict(cli_env, PIPELINE_STUCK_AFTER=STUCK_AFTER)
     result = run_cli("wait", run_id, env=env, timeout=60)
     assert result.returncode == EXIT_STUCK, result
