@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from bench import embedded_default, harness
+from bench import cache_sweep, embedded_default, harness
 from bench.harness import CLI, ROOT, RssSampler, Sample, alpha_args, alphas, interleaved, timed
 
 W1_LABEL = "bench_w1"
@@ -71,7 +71,7 @@ class Bench:
         t0 = time.perf_counter()
         if workloads & {"W1", "E"}:
             self.threads = self._start(harness.project_worker(self.url, work / "threads.log", "threads", 10, W1_LABEL))
-        if workloads & {"W2", "W3", "W4"}:
+        if workloads & {"W2", "W3", "W4", "W6"}:
             self.prefork = self._start(harness.project_worker(self.url, work / "prefork.log", "prefork", 2))
             self.bare_proc = self._start(harness.bare_worker(self.url, work / "bare.log", 2))
         for proc in self.procs:
@@ -101,12 +101,16 @@ class Bench:
         self.out(f"  {sample.name:<40} median {sample.median:8.3f} s   range {sample.spread()}")
 
     # -- the measured things ------------------------------------------------------------
-    def ours_inprocess(self, values: list, n_samples: int = 100, sleep: float = 0.0, label: str | None = None) -> float:
-        """submit_run + wait_for_run + run_results in this process (the worker already runs)."""
+    def ours_inprocess(self, values: list, n_samples: int = 100, sleep: float = 0.0, label: str | None = None,
+                       cache: str = "off", root: Path | None = None, check: Callable[[str], None] | None = None) -> float:
+        """submit_run + wait_for_run + run_results in this process (the worker already runs);
+        ``cache``: the run's cache mode, ``root``: its artifacts root (default the bench's);
+        ``check``: called with the run id once it ended, before its files are removed."""
         from pipeline.runs.submit import RunRequest, run_results, submit_run, wait_for_run
 
-        request = RunRequest(alphas=list(values), artifacts_root=self.root, n_samples=n_samples, sleep=sleep,
-                             label=label)
+        root = root or self.root
+        request = RunRequest(alphas=list(values), artifacts_root=root, n_samples=n_samples, sleep=sleep,
+                             label=label, cache=cache)
         t0 = time.perf_counter()
         submitted = submit_run(self.conn.ledger, request)
         state = wait_for_run(self.conn.ledger, submitted.run_id)
@@ -114,7 +118,9 @@ class Bench:
         elapsed = time.perf_counter() - t0
         if state != "Success" or len(results) != len(values):
             raise RuntimeError(f"run {submitted.run_id} ended {state} with {len(results)} results")
-        shutil.rmtree(self.root / submitted.run_id, ignore_errors=True)
+        if check is not None:
+            check(submitted.run_id)
+        shutil.rmtree(root / submitted.run_id, ignore_errors=True)
         return elapsed
 
     def ours_cli(self, values: list, n_samples: int = 100, sleep: float = 0.0, env: dict[str, str] | None = None,
@@ -327,6 +333,8 @@ def run_all(workloads: set[str], sizes: Sizes, out: Callable[[str], None] = prin
             embedded_default.w5(bench, work)
         if "W1E" in workloads:
             embedded_default.w1_embedded(bench, work)
+        if "W6" in workloads:
+            cache_sweep.w6(bench)
     finally:
         if bench is not None:
             bench.close()

@@ -31,6 +31,10 @@ FLOWER_PORT = 5555
 """Port ``flower`` listens on unless ``--port`` says otherwise."""
 
 
+CACHE_MODES = ("off", "on", "refresh")
+"""A run's use of the stage cache: ``off`` (the default), ``on`` (``--cache``: reuse stored results,
+store new ones), ``refresh`` (``--refresh-cache``: compute every stage, store the results)."""
+
 NOTIFY_EVENT_NAMES = ("succeeded", "failed", "cancelled", "stuck", "recovered")
 """Events a notification can be sent for (``PIPELINE_NOTIFY_EVENTS``); each is sent as ``run.<name>``."""
 
@@ -52,6 +56,16 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a number") from None
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    """One of ``choices`` (any case), or ``default`` when unset or empty."""
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        raise SettingsError(f"{name}={env.get(name)!r} is not one of {', '.join(choices)}")
+    return raw
 
 
 def _count(env: Mapping[str, str], name: str) -> int | None:
@@ -147,6 +161,10 @@ class Settings:
     schedule_label: str | None = None
     """``PIPELINE_SCHEDULE_LABEL``: label (queue) of scheduled runs and of beat's messages."""
 
+    schedule_cache: str = "off"
+    """``PIPELINE_SCHEDULE_CACHE``: the stage cache for scheduled and backfilled runs, one of
+    :data:`CACHE_MODES` (as ``--cache`` / ``--refresh-cache`` choose it for ``sweep`` and ``run``)."""
+
     submit_lease: float = 60.0
     """``PIPELINE_SUBMIT_LEASE``: seconds a claim to send a run's canvas holds before another may take it."""
 
@@ -211,6 +229,7 @@ class Settings:
             beat_interval=_float(env, "PIPELINE_BEAT_INTERVAL", default.beat_interval),
             beat_catchup=_float(env, "PIPELINE_BEAT_CATCHUP", default.beat_catchup),
             schedule_label=env.get("PIPELINE_SCHEDULE_LABEL") or None,
+            schedule_cache=_choice(env, "PIPELINE_SCHEDULE_CACHE", CACHE_MODES, default.schedule_cache),
             submit_lease=_float(env, "PIPELINE_SUBMIT_LEASE", default.submit_lease),
             version_backoff=_float(env, "PIPELINE_VERSION_BACKOFF", default.version_backoff),
             public_url=(env.get("PIPELINE_PUBLIC_URL") or "").rstrip("/") or None,

@@ -133,10 +133,42 @@ def check_run_options(*, n_samples: int, sleep: float, retries: int, retry_delay
     return check_artifacts_root(artifacts or settings.artifacts_root, settings.artifacts_allowed)
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4}
+
+
+def parse_duration(name: str, text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``15m``, ``12h``, ``7d`` or ``2w``; BadInput naming ``name`` otherwise."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise BadInput(f"{name} {text!r} is not a duration: a number with s, m, h, d or w (e.g. 7d)")
+    return float(match[1]) * _DURATION_UNITS[match[2].lower()]
+
+
+def parse_size(name: str, text: str) -> int:
+    """Bytes from ``1000``, ``500k``, ``200M``, ``2G``, ``2GiB`` (powers of 1024); BadInput otherwise."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise BadInput(f"{name} {text!r} is not a size: a number with k, M, G or T (e.g. 2G)")
+    return int(float(match[1]) * _SIZE_UNITS[match[2].lower()])
+
+
+def cache_mode(use: bool, refresh: bool, local: bool = False) -> str:
+    """The run's cache mode from ``--cache`` / ``--refresh-cache`` (see ``CACHE_MODES`` in settings)."""
+    if use and refresh:
+        raise BadInput("--cache and --refresh-cache exclude each other: --cache reuses stored results, "
+                       "--refresh-cache recomputes them")
+    if (use or refresh) and local:
+        raise BadInput("--local does not use the cache: leave out --local, or --cache/--refresh-cache")
+    return "refresh" if refresh else "on" if use else "off"
+
+
 def restart_overrides(fail_rate: float | None, retries: int | None, retry_delay: float | None,
-                      visibility_timeout: float) -> dict:
+                      visibility_timeout: float, refresh_cache: bool = False) -> dict:
     """The parameters ``restart`` was asked to change, validated as ``sweep`` validates them."""
-    overrides: dict = {}
+    overrides: dict = {"cache": "refresh"} if refresh_cache else {}
     if fail_rate is not None:
         overrides["fail_rate"] = check_rate(fail_rate)
     if retries is not None:

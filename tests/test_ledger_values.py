@@ -9,7 +9,7 @@ from pipeline.definition import flow
 from pipeline.ledger import scripts
 from pipeline.ledger.values import RunState, TaskState
 
-STORED = {"Pending", "Running", "Retrying", "Success", "Failed", "TriggerFailed", "Cancelled", "Unfinished"}
+STORED = {"Pending", "Running", "Retrying", "Success", "Cached", "Failed", "TriggerFailed", "Cancelled", "Unfinished"}
 """The state names runs already stored in Redis hold: they must never change."""
 
 
@@ -47,7 +47,7 @@ def test_run_keys_name_what_is_stored(clean_redis):
     client = clean_redis.client()
     names = book.keys(run)
     layout = ("", ":state", ":attempts", ":started", ":ended", ":output", ":error", ":logs", ":celery", ":history",
-              ":files")
+              ":files", ":cache")
     assert list(names) == [f"pipeline:run:{run}{suffix}" for suffix in layout]  # as runs already stored
     assert client.hget(names.outputs, key) == json.dumps({"file": "x"})
     assert client.hget(names.attempts, key) == "1" and client.hget(names.task_ids, key) == f"id-{key}"

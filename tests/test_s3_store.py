@@ -409,3 +409,32 @@ def test_damaged_or_missing_files_fail_their_reader_naming_the_file_and_its_writ
 def stored_bytes(root: str, name: str) -> bytes:
     with RunDir(root, "r1").reader(name) as handle:
         return handle.read()
+
+
+# -- the stage cache, on a local path and on S3 ------------------------------------------
+
+def test_cache_store_round_trip_damage_and_prune(root, moto):
+    import hashlib
+
+    from pipeline.cache.store import BLOB_GRACE, CacheMiss, CacheStore, Entry
+
+    store = CacheStore(root)
+    assert store.location == (f"{root}/.cache" if is_url(root) else str(Path(root) / ".cache"))
+    content = b"0.965\n" * 50
+    files = {"eval.txt": {"size": len(content), "sha256": hashlib.sha256(content).hexdigest()}}
+    entry = Entry("e" * 64, "evaluate_model", {"file": "eval.txt", "score": 0.965}, files, "run-1", "evaluate_model[0]")
+    store.put(entry, {"eval.txt": content})
+    assert store.get("e" * 64) == (entry, {"eval.txt": content})
+    assert [e.key for e in store.entries()] == ["e" * 64]
+    blob = f"{store.location}/blobs/{files['eval.txt']['sha256']}"
+    if is_url(root):
+        import fsspec
+
+        fsspec.filesystem("s3").pipe_file(blob[len("s3://"):], content[:-3])
+    else:
+        Path(blob).write_bytes(content[:-3])
+    with pytest.raises(CacheMiss, match="damaged"):
+        store.get("e" * 64)
+    report = store.prune(max_size=0, now=time.time() + BLOB_GRACE + 1)
+    assert (report.entries_removed, report.blobs_removed, report.entries_kept) == (1, 1, 0)
+    assert [p for p in stored(root, moto) if ".cache/" in p] == []

@@ -245,7 +245,11 @@ def test_flows_page_quick_run_checks_like_the_cli_and_opens_the_new_run(web, cle
 def test_labels_page_shows_workers_waiting_messages_and_unconsumed_queues(web, worker):
     browser, env = web
     waiting = cli_json(env, "run", "--alpha", "0.5", "--label", "nobody-here", "--no-wait")["run_id"]
-    labels = {q["queue"]: q for q in browser.json("/api/labels")}
+    def known() -> dict | None:  # pool and concurrency come from Flower's inspect of the worker, once it has one
+        found = {q["queue"]: q for q in browser.json("/api/labels")}
+        return found if all(w["pool"] for w in found["default"]["workers"]) else None
+
+    labels = poll(known, "Flower's inspect reply of the session worker", 30)
 
     default = labels["default"]
     assert [w["pool"] for w in default["workers"]] == ["threads"]  # the session's worker

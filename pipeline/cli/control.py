@@ -18,23 +18,28 @@ from pipeline.settings import DEFAULT_QUEUE, get_settings
               help="New probability that a train_model attempt raises, for the tasks run again (recorded in the run).")
 @click.option("--retries", type=int, default=None, help="New retries of a failing stage, for the tasks run again.")
 @click.option("--retry-delay", type=float, default=None, help="New seconds between retries, for the tasks run again.")
+@click.option("--refresh-cache", is_flag=True,
+              help="Compute the tasks run again instead of serving them from the cache, and store their results.")
 @click.option("--no-wait", is_flag=True, help="Print the run id and return at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 def restart(run_id: str, from_key: str | None, fail_rate: float | None, retries: int | None,
-            retry_delay: float | None, no_wait: bool, as_json: bool) -> None:
+            retry_delay: float | None, refresh_cache: bool, no_wait: bool, as_json: bool) -> None:
     """Run a run's Failed, TriggerFailed and Cancelled tasks again (every unfinished one if stuck).
 
     Same run id; succeeded tasks do not run again (unless --from names them or a task
     upstream of them), the others read their inputs from the run's record. Refused while
     the run is running, or when every task succeeded and --from is not given.
     --fail-rate, --retries and --retry-delay replace those parameters in the run's record
-    for the tasks that run again (`status RUN_ID --json` shows them under params).
+    for the tasks that run again (`status RUN_ID --json` shows them under params). A run
+    submitted with --cache serves the tasks run again from the cache where an entry
+    matches; --refresh-cache computes them (the way to rewrite a file with --from).
     """
     from pipeline.runs.restart import RestartRefused, restart_run
 
     validation.check_run_id_input(run_id)
     settings = get_settings()
-    overrides = validation.restart_overrides(fail_rate, retries, retry_delay, settings.visibility_timeout)
+    overrides = validation.restart_overrides(fail_rate, retries, retry_delay, settings.visibility_timeout,
+                                             refresh_cache=refresh_cache)
     conn = connect_or_exit(settings)
     run = existing_run(conn, run_id)
     try:

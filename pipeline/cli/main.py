@@ -12,7 +12,7 @@ import sys
 import click
 from click.exceptions import NoArgsIsHelpError
 
-from pipeline.cli import control, inspection, notifications, schedule, services, submit
+from pipeline.cli import cache, control, inspection, notifications, schedule, services, submit
 from pipeline.cli.common import EXIT_INTERRUPTED, EXIT_OK, fail
 from pipeline.settings import SettingsError
 from pipeline.validation import BadInput
@@ -33,6 +33,7 @@ for command in (
     inspection.runs, inspection.status, inspection.logs, inspection.flows, inspection.prune,
     notifications.notifications,
     services.worker, services.stop, services.flower, services.beat, services.backfill, schedule.schedule,
+    cache.cache,
 ):
     cli.add_command(command)
 

@@ -21,6 +21,7 @@ from pipeline.ledger.values import TaskState
 
 SEGMENTS = (
     (TaskState.SUCCESS, "=", "green"),
+    (TaskState.CACHED, "+", "green"),
     (TaskState.FAILED, "!", "bold red"),
     (TaskState.TRIGGER_FAILED, "/", "red"),
     (TaskState.CANCELLED, "x", "bright_black"),
@@ -29,7 +30,7 @@ SEGMENTS = (
 )
 """Task states drawn in the bar, in order: state, character, colour. Pending: blank."""
 
-COUNTED = ((TaskState.SUCCESS, "done"), (TaskState.FAILED, "failed"), (TaskState.TRIGGER_FAILED, "blocked"),
+COUNTED = ((TaskState.SUCCESS, "done"), (TaskState.CACHED, "cached"), (TaskState.FAILED, "failed"), (TaskState.TRIGGER_FAILED, "blocked"),
            (TaskState.CANCELLED, "cancelled"), (TaskState.RETRYING, "retrying"), (TaskState.RUNNING, "running"))
 """States counted beside the bar, with their word (zero counts other than ``done`` are left out)."""
 

@@ -26,6 +26,10 @@ def run_options(func):
                           "(default: $PIPELINE_ARTIFACTS or ./artifacts)."),
         click.option("--notify", multiple=True, metavar="URL",
                      help="Tell this URL when the run fails, stalls or recovers (repeatable; adds to PIPELINE_NOTIFY)."),
+        click.option("--cache", "use_cache", is_flag=True,
+                     help="Reuse stored results of stages whose inputs, parameters and code match; store new ones "
+                          "(in <artifacts>/.cache)."),
+        click.option("--refresh-cache", is_flag=True, help="Compute every stage and store the results in the cache."),
         click.option("--no-wait", is_flag=True, help="Print the run id and return at once."),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table."),
         click.option("--local", is_flag=True,
@@ -57,11 +61,12 @@ def sweep(alphas_text: str, **options) -> None:
 
 
 def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_rate, label, artifacts,
-                      notify, no_wait, as_json, local) -> None:
+                      notify, use_cache, refresh_cache, no_wait, as_json, local) -> None:
     """Validate, submit (or run locally), wait with progress, print the table or JSON, exit."""
     settings = get_settings()
     root = validation.check_run_options(n_samples=n_samples, sleep=sleep, retries=retries, retry_delay=retry_delay,
                                         fail_rate=fail_rate, label=label, artifacts=artifacts, settings=settings)
+    cache = validation.cache_mode(use_cache, refresh_cache, local)
     from pipeline.notify.destinations import configured
 
     notifications = configured(settings, notify)
@@ -71,7 +76,7 @@ def submit_and_report(alphas, *, n_samples, sleep, retries, retry_delay, fail_ra
 
     request = RunRequest(
         alphas=alphas, artifacts_root=root, n_samples=n_samples,
-        sleep=sleep, retries=retries, retry_delay=retry_delay, fail_rate=fail_rate, label=label,
+        sleep=sleep, retries=retries, retry_delay=retry_delay, fail_rate=fail_rate, label=label, cache=cache,
         **notifications,
     )
     if local:

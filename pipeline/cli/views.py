@@ -12,7 +12,7 @@ from typing import Any, Sequence
 from pipeline.ledger.status import format_seconds
 from pipeline.ledger.values import RunState, TaskState
 
-BAR_CHARS = {TaskState.SUCCESS: "=", TaskState.FAILED: "!", TaskState.RUNNING: ">", TaskState.RETRYING: "~",
+BAR_CHARS = {TaskState.SUCCESS: "=", TaskState.CACHED: "+", TaskState.FAILED: "!", TaskState.RUNNING: ">", TaskState.RETRYING: "~",
              TaskState.CANCELLED: "x", TaskState.UNFINISHED: "?"}
 """Character a task's bar is drawn with, by state (anything else: ``#``); ``Unfinished``: an
 earlier attempt that recorded no end (its process died), drawn up to the next attempt."""
@@ -97,6 +97,12 @@ def score_text(task: dict[str, Any]) -> str | None:
     return None if score is None else format_score(score)
 
 
+def task_state_text(task: dict[str, Any]) -> str:
+    """A task's state for the table; a Cached one names the run its entry came from."""
+    source = task.get("cached_from")
+    return f"{task['state']} (from {source['run_id']})" if source else str(task["state"])
+
+
 def status_text(doc: dict[str, Any], now: float, columns: int | None = None) -> str:
     """What ``status RUN_ID`` prints: the run, its task table and its timeline."""
     version = f"v{doc['version']}" if doc["version"] else "v?"
@@ -109,7 +115,7 @@ def status_text(doc: dict[str, Any], now: float, columns: int | None = None) -> 
     ]
     tasks = doc["tasks"]
     header = ("task", "alpha", "state", "attempts", "duration", "R^2")
-    rows = [(t["key"], t.get("alpha"), t["state"], t["attempts"], format_seconds(t["duration"]), score_text(t))
+    rows = [(t["key"], t.get("alpha"), task_state_text(t), t["attempts"], format_seconds(t["duration"]), score_text(t))
             for t in tasks]
     if any(t["error"] for t in tasks):
         header += ("error",)

@@ -20,7 +20,7 @@ from pipeline.settings import KEY_PREFIX
 
 
 class RunKeys(NamedTuple):
-    """The Redis keys of one run, in the order the Lua scripts take them as KEYS[1..11]
+    """The Redis keys of one run, in the order the Lua scripts take them as KEYS[1..12]
     (see :mod:`pipeline.ledger.scripts`). Each but ``run`` and ``logs`` is a hash by task key."""
 
     run: str
@@ -39,9 +39,12 @@ class RunKeys(NamedTuple):
     """Task key -> JSON list of the task's earlier attempts."""
     files: str
     """Task key -> JSON ``{file name: {size, sha256}}`` of the files its last attempt wrote."""
+    cache: str
+    """Task key -> JSON ``{key, run_id, task}``: the cache entry a Cached task was served from."""
 
 
-_SUFFIXES = ("state", "attempts", "started", "ended", "output", "error", "logs", "celery", "history", "files")
+_SUFFIXES = ("state", "attempts", "started", "ended", "output", "error", "logs", "celery", "history", "files",
+             "cache")
 """Key suffixes of :class:`RunKeys` after ``run``, in its order (stored names: never change them)."""
 
 
@@ -186,6 +189,7 @@ class Ledger:
         task_id: str = "",
         attempt: int = 0,
         files: Mapping[str, dict[str, Any]] | None = None,
+        cached_from: Mapping[str, Any] | None = None,
     ) -> str:
         """End ``key`` in ``state`` (and mark ``trigger_failed`` keys TriggerFailed).
 
@@ -194,12 +198,14 @@ class Ledger:
         :meth:`begin_task` gave this attempt (0: unchecked); raises :class:`SupersededAttempt`
         (nothing but ``files`` recorded) if the task has begun again since. ``files``: what
         the attempt wrote (file name -> ``{size, sha256}``), recorded under ``key`` by the
-        same script, whatever its verdict (the files are on disk).
+        same script, whatever its verdict (the files are on disk). ``cached_from``: for a
+        Cached task, the entry it was served from (``{key, run_id, task}``).
         """
         out = "" if output is None else json.dumps(output)
         written = json.dumps(files, sort_keys=True) if files else ""
+        source = json.dumps(dict(cached_from), sort_keys=True) if cached_from else ""
         args = [self.ttl, repr(time.time()), key_prefix(REFERENCE_STAGE), key, state, out, error, task_id or "",
-                attempt, written, *trigger_failed]
+                attempt, written, source, *trigger_failed]
         ended = self._finish(keys=self.keys(run_id), args=args) or ""
         if ended == "superseded":
             raise SupersededAttempt(f"{key} of run {run_id}: attempt {attempt} was superseded")
@@ -219,14 +225,15 @@ class Ledger:
 
     def tasks(self, run_id: str, order: Iterable[str]) -> list[dict[str, Any]]:
         """One dict a task, in ``order``: key, state, attempts, started, ended (unix), output,
-        error, and ``history``: its earlier attempts, oldest first (each a dict of attempt,
-        state, started, ended and error; ``Unfinished`` for one that recorded no end)."""
+        error, ``history``: its earlier attempts, oldest first (each a dict of attempt,
+        state, started, ended and error; ``Unfinished`` for one that recorded no end), and
+        ``cached_from``: the cache entry a Cached task was served from (else None)."""
         pipe = self.r.pipeline(transaction=False)
         names = self.keys(run_id)
         for name in (names.states, names.attempts, names.started, names.ended, names.outputs, names.errors,
-                     names.history):
+                     names.history, names.cache):
             pipe.hgetall(name)
-        states, attempts, started, ended, outputs, errors, history = pipe.execute()
+        states, attempts, started, ended, outputs, errors, history, cache = pipe.execute()
         rows = []
         for key in order:
             rows.append(
@@ -239,6 +246,7 @@ class Ledger:
                     "output": json.loads(outputs[key]) if key in outputs else None,
                     "error": errors.get(key),
                     "history": [earlier_attempt(a) for a in json.loads(history[key])] if key in history else [],
+                    "cached_from": json.loads(cache[key]) if key in cache else None,
                 }
             )
         return rows

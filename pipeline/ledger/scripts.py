@@ -4,8 +4,9 @@ Every per-run script takes the same KEYS, in this order (``RunKeys`` in records.
 Python names them): run hash, task states, attempts, started, ended, outputs, errors,
 logs stream (the last only so that ``touch_ttl`` keeps the logs alive exactly as long as
 the record), KEYS[9], the task key -> Celery task id hash (see ``stale``), KEYS[10],
-the task key -> earlier attempts hash (see ``keep_attempt``), and KEYS[11], the artifacts'
-digests (only for ``touch_ttl``). CREATE takes the first two.
+the task key -> earlier attempts hash (see ``keep_attempt``), KEYS[11], the artifacts'
+digests, and KEYS[12], the cache entry each Cached task was served from. CREATE takes the
+first two.
 State names are written here as text; they are the values of ``TaskState`` and
 ``RunState`` (values.py), which a test checks.
 """
@@ -17,8 +18,11 @@ local function touch_ttl(ttl)
   -- EXPIRE leaves a missing key missing (it replies 0), so no EXISTS first
   for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
 end
+local function succeeded(s)
+  return s == 'Success' or s == 'Cached'
+end
 local function terminal(s)
-  return s == 'Success' or s == 'Failed' or s == 'TriggerFailed' or s == 'Cancelled'
+  return succeeded(s) or s == 'Failed' or s == 'TriggerFailed' or s == 'Cancelled'
 end
 -- A message is stale when the run records another Celery id for its task key: a restart
 -- re-sent that task, so the old message (a leftover of a cancelled or stuck canvas) may
@@ -97,7 +101,7 @@ local function finalize(now, ref_prefix)
   else
     local all = redis.call('HGETALL', KEYS[2])
     for i = 1, #all, 2 do
-      if string.sub(all[i], 1, #ref_prefix) == ref_prefix and all[i + 1] ~= 'Success' then
+      if string.sub(all[i], 1, #ref_prefix) == ref_prefix and not succeeded(all[i + 1]) then
         state = 'Failed'
         break
       end
@@ -144,7 +148,7 @@ local ttl, now, key = ARGV[1], ARGV[2], ARGV[3]
 local st = redis.call('HGET', KEYS[2], key)
 if not st then return {'missing', '0'} end
 if stale(key, ARGV[4]) then return {'stale', '0'} end
-if st == 'Success' then return {'success', '0'} end
+if succeeded(st) then return {'success', '0'} end
 if redis.call('HGET', KEYS[1], 'cancelled') == '1' then return {'cancelled', '0'} end
 if terminal(st) then return {'terminal', '0'} end
 if ARGV[5] and ARGV[5] ~= '' then
@@ -162,6 +166,7 @@ local n = redis.call('HINCRBY', KEYS[3], key, 1)
 redis.call('HSET', KEYS[4], key, now)
 redis.call('HDEL', KEYS[5], key)
 redis.call('HDEL', KEYS[7], key)  -- an earlier attempt's error stays in its history
+if KEYS[12] then redis.call('HDEL', KEYS[12], key) end  -- this attempt computes, or says where it came from
 if redis.call('HGET', KEYS[1], 'state') == 'Pending' then
   redis.call('HSET', KEYS[1], 'state', 'Running', 'started', now)
 end
@@ -189,7 +194,8 @@ return 1
 FINISH = _COMMON + """
 -- ARGV: ttl, now, ref_prefix, key, state, output_json, error, Celery task id,
 --       attempt number ('' or '0': unchecked), the files the attempt wrote (JSON
---       {name: {size, sha256}}; '' none), trigger-failed keys...
+--       {name: {size, sha256}}; '' none), the cache entry a Cached task came from
+--       (JSON {key, run_id, task}; '' none), trigger-failed keys...
 -- Returns the run's end state if this call ended the run, 'superseded' if the attempt was
 -- (see ``superseded``: nothing changed but the files' record), else ''.
 local ttl, now, ref_prefix = ARGV[1], ARGV[2], ARGV[3]
@@ -208,8 +214,9 @@ if st and not terminal(st) then
   redis.call('HSET', KEYS[5], key, now)
   if ARGV[6] ~= '' then redis.call('HSET', KEYS[6], key, ARGV[6]) end
   if ARGV[7] ~= '' then redis.call('HSET', KEYS[7], key, ARGV[7]) end
+  if ARGV[11] ~= '' and KEYS[12] then redis.call('HSET', KEYS[12], key, ARGV[11]) end
   changed = changed + 1
-  for i = 11, #ARGV do
+  for i = 12, #ARGV do
     local other = redis.call('HGET', KEYS[2], ARGV[i])
     if other and not terminal(other) then
       redis.call('HSET', KEYS[2], ARGV[i], 'TriggerFailed')
@@ -251,6 +258,7 @@ for i = 7, #ARGV - 1, 2 do
     keep_attempt(key, st)
     redis.call('HSET', KEYS[2], key, 'Pending')
     for k = 5, 7 do redis.call('HDEL', KEYS[k], key) end
+    if KEYS[12] then redis.call('HDEL', KEYS[12], key) end
     redis.call('HSET', KEYS[9], key, id)
   end
 end

@@ -159,6 +159,7 @@ def task_document(row: dict[str, Any], now: float | None = None, alphas: list | 
         "duration": task_duration(row, now),
         "output": row.get("output"),
         "error": row.get("error") or None,
+        "cached_from": row.get("cached_from"),
         "earlier_attempts": [
             {"attempt": a["attempt"], "state": a["state"], "started": iso(a["started"]), "ended": iso(a["ended"]),
              "duration": None if a["ended"] is None else duration(a["started"], a["ended"]), "error": a["error"]}

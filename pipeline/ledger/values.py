@@ -16,6 +16,8 @@ class TaskState(StrEnum):
     RUNNING = "Running"
     RETRYING = "Retrying"
     SUCCESS = "Success"
+    CACHED = "Cached"
+    """Served from the cache (``--cache``): counts as Success downstream, for restart and for the run."""
     FAILED = "Failed"
     TRIGGER_FAILED = "TriggerFailed"
     CANCELLED = "Cancelled"
@@ -39,6 +41,9 @@ RUN_STATES = tuple(RunState)
 
 FINISHED_RUN_STATES = frozenset({RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED})
 """Run states after which nothing runs until a restart."""
+
+SUCCEEDED_TASK_STATES = frozenset({TaskState.SUCCESS, TaskState.CACHED})
+"""Task states that count as success: for downstream tasks, restart and the run's state."""
 
 ACTIVE_RUN_STATES = frozenset({RunState.PENDING, RunState.RUNNING})
 """Run states in which something is still expected to happen."""

@@ -7,7 +7,7 @@ attempts and files stay as they were. The reset of those tasks is one Lua script
 also checks the run did not change since it was read (two restarts at once cannot both
 send a canvas), and records the new messages' Celery ids, so leftovers of an earlier
 canvas are stale and do nothing. A restart may change the run's ``fail_rate``,
-``retries`` and ``retry_delay`` for the tasks it re-runs (:data:`OVERRIDABLE`): the new
+``retries``, ``retry_delay`` and ``cache`` for the tasks it re-runs (:data:`OVERRIDABLE`): the new
 values replace the recorded ones in that same script.
 """
 from __future__ import annotations
@@ -23,15 +23,15 @@ from pipeline.runs.dispatch import freeze_ids
 from pipeline.ledger.records import Ledger
 from pipeline.settings import DEFAULT_QUEUE
 from pipeline.ledger.status import is_stuck
-from pipeline.ledger.values import ACTIVE_RUN_STATES, TaskState
+from pipeline.ledger.values import ACTIVE_RUN_STATES, SUCCEEDED_TASK_STATES, TaskState
 
 
 RESTARTABLE_TASK_STATES = (TaskState.FAILED, TaskState.TRIGGER_FAILED, TaskState.CANCELLED)
-"""Task states a restart runs again (a stuck run: every state but Success)."""
+"""Task states a restart runs again (a stuck run: every state but Success and Cached)."""
 
 
-OVERRIDABLE = ("fail_rate", "retries", "retry_delay")
-"""Run parameters a restart may change (``restart --fail-rate/--retries/--retry-delay``)."""
+OVERRIDABLE = ("fail_rate", "retries", "retry_delay", "cache")
+"""Run parameters a restart may change (``restart --fail-rate/--retries/--retry-delay/--refresh-cache``)."""
 
 
 class RestartRefused(Exception):
@@ -52,14 +52,14 @@ class Restarted:
 
 def keys_to_rerun(states: Mapping[str, str], n_branches: int, stuck: bool, from_key: str | None = None) -> list[str]:
     """Task keys a restart sends again, in flow order: Failed, TriggerFailed and Cancelled
-    ones (for a stuck run, every task not Success), and with ``from_key`` that task and every
+    ones (for a stuck run, every task not Success or Cached), and with ``from_key`` that task and every
     task downstream of it, whatever their states (ValueError if it is not a key of the run)."""
     keys = flow.task_keys(n_branches)
     forced = set()
     if from_key is not None:
         forced = {from_key, *flow.downstream(from_key, n_branches)}
     if stuck:
-        return [k for k in keys if k in forced or states.get(k, TaskState.PENDING) != TaskState.SUCCESS]
+        return [k for k in keys if k in forced or states.get(k, TaskState.PENDING) not in SUCCEEDED_TASK_STATES]
     return [k for k in keys if k in forced or states.get(k) in RESTARTABLE_TASK_STATES]
 
 

@@ -51,6 +51,8 @@ class RunRequest:
     """Notification destinations (checked URLs; see pipeline/notify/destinations.py)."""
     notify_events: tuple[str, ...] = ()
     """Which events are sent to them (short names: ``failed``, ``stuck``, ...)."""
+    cache: str = "off"
+    """The run's use of the stage cache, one of :data:`pipeline.settings.CACHE_MODES`."""
 
     @property
     def queue(self) -> str:

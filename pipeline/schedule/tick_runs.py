@@ -17,6 +17,7 @@ from pipeline.runs.submit import RunRequest, Submitted, ensure_submitted, submit
 from pipeline.definition.naming import DEFAULT_N_SAMPLES
 from pipeline.ledger.claims import needs_submission
 from pipeline.schedule.ticks import MINUTE, tick_run_id, utc
+from pipeline.settings import get_settings
 from pipeline.validation import BadInput, check_artifacts_root, check_label, parse_alphas
 
 log = logging.getLogger(__name__)
@@ -30,20 +31,20 @@ def tick_request(tick: datetime, *, alphas: Sequence[float] | Iterable[str], art
     """The run request of tick ``tick`` with the schedule's parameters (validated).
 
     ``artifacts_root``: a local path or an fsspec URL, normalized as every root is
-    (:func:`pipeline.artifacts.store.normalize_root`), so a URL stays a URL.
+    (:func:`pipeline.artifacts.store.normalize_root`), so a URL stays a URL. The stage
+    cache is ``PIPELINE_SCHEDULE_CACHE``'s (off unless set).
     """
     parsed = parse_alphas([",".join(str(a) for a in alphas)])
     if label is not None:
         check_label(label)
     return RunRequest(alphas=parsed, artifacts_root=check_artifacts_root(artifacts_root), n_samples=int(n_samples),
-                      label=label, tick=utc(tick), **tick_notifications())
+                      label=label, tick=utc(tick), cache=get_settings().schedule_cache, **tick_notifications())
 
 
 def tick_notifications() -> dict:
     """PIPELINE_NOTIFY and PIPELINE_NOTIFY_EVENTS for a scheduled run; a bad one is logged and
     the run goes without notifications (losing the run would be worse than its message)."""
     from pipeline.notify.destinations import configured
-    from pipeline.settings import get_settings
 
     try:
         return configured(get_settings())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline import validation
-from pipeline.settings import TUTORIAL_ALPHAS
+from pipeline.settings import CACHE_MODES, TUTORIAL_ALPHAS
 from pipeline.definition.naming import DEFAULT_N_SAMPLES
 from pipeline.ledger.versions import version_documents
 from pipeline.web.base import PipelineHandler, ledger, settings
@@ -18,7 +18,7 @@ from pipeline.web.runs import NOTICE_COOKIE
 
 FORM_DEFAULTS = {
     "alphas": " ".join(TUTORIAL_ALPHAS), "n_samples": str(DEFAULT_N_SAMPLES), "sleep": "0", "retries": "0",
-    "retry_delay": "0", "fail_rate": "0", "label": "", "artifacts": "",
+    "retry_delay": "0", "fail_rate": "0", "label": "", "artifacts": "", "cache": "off",
 }
 """The Run form's fields and defaults: ``sweep``'s options and defaults."""
 
@@ -44,9 +44,12 @@ def request_from_form(form: dict[str, str]):
                "fail_rate": _number("fail_rate", form["fail_rate"], float),
                "label": form["label"].strip() or None}
     root = validation.check_run_options(**options, artifacts=form["artifacts"].strip() or None, settings=conf)
+    cache = form.get("cache") or "off"
+    if cache not in CACHE_MODES:
+        raise validation.BadInput(f"cache {cache!r} is not one of {', '.join(CACHE_MODES)}")
     from pipeline.notify.destinations import configured
 
-    return RunRequest(alphas=alphas, artifacts_root=root, **options, **configured(conf))
+    return RunRequest(alphas=alphas, artifacts_root=root, cache=cache, **options, **configured(conf))
 
 
 def submit(form: dict[str, str]) -> tuple[str, str | None]:
@@ -68,7 +71,7 @@ class FlowsPage(PipelineHandler):
     async def show(self, form: dict[str, str], error: str | None) -> None:
         versions = version_documents(await self.off_loop(ledger().version_table))
         self.render("pipeline/flows.html", versions=versions, form=form, error=error,
-                    default_artifacts=settings().artifacts_root)
+                    default_artifacts=settings().artifacts_root, cache_modes=CACHE_MODES)
 
     async def post(self) -> None:
         self.require_actions()

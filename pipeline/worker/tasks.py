@@ -22,6 +22,7 @@ from pipeline.definition import flow
 from pipeline.definition import stages
 from pipeline.artifacts.integrity import ArtifactError
 from pipeline.artifacts.rundir import RunDir
+from pipeline.cache.stages import run_cached
 from pipeline.celery_app import app
 from pipeline.ledger.records import Ledger, shared_ledger
 from pipeline.ledger.values import SupersededAttempt, TaskState
@@ -60,8 +61,10 @@ is full (``maxmemory`` with ``noeviction`` refuses writes): the task runs again 
 def execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     """Run ``body`` for task ``key`` of ``run_id`` with bookkeeping; return its output.
 
-    A task already recorded as Success returns its stored output without running again
-    (this covers a redelivery after a crash). Failures retry while retries remain (a
+    A task already recorded as Success (or Cached) returns its stored output without running
+    again (this covers a redelivery after a crash). With the run's ``cache`` parameter the
+    stage goes through the cache (:func:`pipeline.cache.stages.run_cached`): a hit ends the
+    task Cached, with the entry it came from recorded. Failures retry while retries remain (a
     damaged or missing input file fails at once); after that the task is Failed and
     everything downstream TriggerFailed. The files it writes are recorded in the run
     record and the files it reads checked against it (:class:`LedgerFileBook`). Nothing runs for a
@@ -149,7 +152,7 @@ def _execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
     try:
         # each printed line is stored as it is printed: a killed process loses none of them
         with capture_lines(lambda line, ts: book.append_log(run_id, key, line, ts)):
-            output = body(run_dir, params, index, inputs)
+            output, hit = run_cached(run_dir, key, params, index, inputs, lambda: body(run_dir, params, index, inputs))
     except RECORD_UNREACHABLE:
         raise  # a printed line could not be stored: not the stage's failure
     except Exception as exc:
@@ -165,8 +168,10 @@ def _execute_stage(task: Task, run_id: str, key: str, body: Body) -> Any:
                             task_id=task.request.id, attempt=begin.attempts, files=files.pending):
             book.signal_finished(run_id)  # the run ended: wake its waiter now, not at its next poll
         raise
-    if book.finish_task(run_id, key, TaskState.SUCCESS, output=output, task_id=task.request.id, attempt=begin.attempts,
-                        files=files.pending):
+    state, source = (TaskState.SUCCESS, None) if hit is None else (
+        TaskState.CACHED, {"key": hit.key, "run_id": hit.run_id, "task": hit.task})
+    if book.finish_task(run_id, key, state, output=output, task_id=task.request.id, attempt=begin.attempts,
+                        files=files.pending, cached_from=source):
         book.signal_finished(run_id)
     return output
 
