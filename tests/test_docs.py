@@ -139,3 +139,17 @@ def test_the_readme_command_table_names_every_command():
         first_cell = line.split(" | ")[0]
         named |= {span.split()[0] for span in re.findall(r"`([^`]+)`", first_cell)}
     assert named == set(cli.commands)
+
+
+def test_the_systemd_unit_puts_each_key_in_its_section():
+    """systemd ignores a key in the wrong section ("Unknown key ... ignoring"): StartLimitIntervalSec,
+    which keeps the worker restarted forever, is a [Unit] key, Restart a [Service] one."""
+    import configparser
+
+    text = DEPLOYMENT.read_text()
+    unit = text.split("pipeline-worker@.service`:", 1)[1].split("```ini", 1)[1].split("```", 1)[0]
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str
+    parser.read_string(unit)
+    assert parser["Unit"]["StartLimitIntervalSec"] == "0" and "StartLimitIntervalSec" not in parser["Service"]
+    assert parser["Service"]["Restart"] == "always"
