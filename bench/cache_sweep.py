@@ -18,8 +18,10 @@ if TYPE_CHECKING:
 def w6(bench: "Bench") -> None:
     """Print W6's lines: each sweep's median and its ratio to the uncached sweep of its size."""
     n = 8 if bench.sizes.quick else 200
+    rows = bench.sizes.w6_samples
     narrow, wide = alphas(n), alphas(2 * n)
-    bench.out(f"\n== W6: the stage cache, {n} then {2 * n} alphas, prefork worker -c 2  (load {harness.load_average()})")
+    bench.out(f"\n== W6: the stage cache, {n} then {2 * n} alphas, --n-samples {rows}, prefork worker -c 2  "
+              f"(load {harness.load_average()})")
     names = ("uncached", "--cache, first (fills)", "--cache, second (all hits)", f"uncached, {2 * n} alphas",
              f"--cache widened to {2 * n} (half hits)")
     samples = {name: Sample(name) for name in names}
@@ -31,11 +33,11 @@ def w6(bench: "Bench") -> None:
     for rep in range(bench.sizes.reps):
         root = bench.work / f"w6-{rep}"
         root.mkdir()
-        samples[names[0]].values.append(bench.ours_inprocess(narrow, root=root))
-        samples[names[3]].values.append(bench.ours_inprocess(wide, root=root))
+        samples[names[0]].values.append(bench.ours_inprocess(narrow, rows, root=root))
+        samples[names[3]].values.append(bench.ours_inprocess(wide, rows, root=root))
         for name, values in ((names[1], narrow), (names[2], narrow), (names[4], wide)):
             computed.clear()
-            samples[name].values.append(bench.ours_inprocess(values, root=root, cache="on", check=count_states))
+            samples[name].values.append(bench.ours_inprocess(values, rows, root=root, cache="on", check=count_states))
             (counts,) = computed.values()
             hits = counts.get("Cached", 0)
             want = {names[1]: 0, names[2]: 2 + 2 * n, names[4]: 2 + 2 * n}[name]

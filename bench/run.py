@@ -34,6 +34,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--w2-alphas", type=int, default=None, help="override W2's number of alphas")
     parser.add_argument("--w3-alphas", type=int, default=None, help="override W3's number of alphas")
     parser.add_argument("--w4-samples", type=int, default=None, help="override W4's --n-samples")
+    parser.add_argument("--w6-samples", type=int, default=None, help="override W6's --n-samples")
     args = parser.parse_args(argv)
     args.workloads = {w.strip().upper() for w in args.workloads.split(",") if w.strip()}
     unknown = args.workloads - set(ALL)
@@ -55,7 +56,7 @@ def versions() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     sizes = Sizes.make(args.quick, args.reps)
-    overrides = {k: v for k, v in vars(args).items() if k.startswith(("w1_", "w2_", "w3_", "w4_")) and v is not None}
+    overrides = {k: v for k, v in vars(args).items() if k.startswith(("w1_", "w2_", "w3_", "w4_", "w6_")) and v is not None}
     sizes = replace(sizes, **overrides)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops what we started
     import os

@@ -37,12 +37,13 @@ class Sizes:
     w2_alphas: int = 200
     w3_alphas: int = 2000
     w4_samples: int = 100_000
+    w6_samples: int = 20_000
     reps: int = 3
     quick: bool = False
 
     @classmethod
     def make(cls, quick: bool, reps: int | None) -> "Sizes":
-        sizes = cls(0.2, 8, 24, 5_000, 1, True) if quick else cls()
+        sizes = cls(0.2, 8, 24, 5_000, 1_000, 1, True) if quick else cls()
         return replace(sizes, reps=reps or sizes.reps)
 
 

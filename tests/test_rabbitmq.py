@@ -26,6 +26,7 @@ from faultkit import Stack, assert_completed_once, kill_group, running
 from pipeline.brokers import amqp_queue_counts
 from pipeline.definition import flow
 from rabbitkit import start_rabbitmq
+from test_stages import tutorial_score
 
 SIX = ["1.0", "0.1", "0.01", "0.001", "0.0001", "1e-05"]
 
@@ -98,6 +99,9 @@ def test_sweep_through_rabbitmq(stack, rabbit):
     assert sent.returncode == 0, (sent.stderr, stack.workers[0].text()[-3000:])
     run_id = json.loads(sent.stdout)["run_id"]
     assert_completed_once(stack, run_id, alphas, {})
+    linear = stack.cli("run", "--json", timeout=180)  # `run` too: the linear model, one branch
+    assert linear.returncode == 0, linear.stderr
+    assert json.loads(linear.stdout)["results"] == {"linear": tutorial_score(17, 100, None)}
     assert amqp_queue_counts(rabbit.url, ["default"]) == {"default": (0, 1)}  # our worker consumes it there
     assert not stack.redis.client().exists("default"), "no queue in the run record's Redis"
 
@@ -120,8 +124,6 @@ def test_cancel_then_restart_through_rabbitmq(stack):
     run = ledger.get_run(run_id)
     assert run["state"] == "Success", run
     scores = ledger.outputs(run_id, [flow.evaluate_key(0), flow.evaluate_key(1)])
-    from test_stages import tutorial_score
-
     assert [scores[flow.evaluate_key(i)]["score"] for i in (0, 1)] == [tutorial_score(17, 100, a) for a in (1.0, 0.1)]
 
 
@@ -212,6 +214,7 @@ def test_killed_worker_tasks_are_redelivered_at_once(rabbit, tmp_path, pool):
         assert_completed_once(stack, run_id, SIX, {k: 2 for k in killed})
         print(f"\n[rabbitmq {pool}] killed holding {sorted(killed)}: restarted {restarted - killed_at:.1f} s "
               f"after the kill, run ended {ended - killed_at:.1f} s after it")
+        assert restarted - killed_at < 30, f"the killed tasks began again {restarted - killed_at:.1f} s after the kill"
     finally:
         stack.close()
 

@@ -2,7 +2,7 @@
 
 The key of a stage hashes, as canonical JSON: the stage's name, its parameters (alpha,
 rows, seed or tick; never ``--sleep``, ``--fail-rate`` or the run id), the name and sha256
-of every input file it reads, the digest of the code that computes it (the flow
+of every input file it reads (as its writer recorded it), the digest of the code that computes it (the flow
 definition and its helpers, :data:`CODE_FILES`) and the versions of Python, numpy,
 scikit-learn and joblib. Any part that cannot be had raises :class:`KeyUnavailable`: the
 stage then runs and nothing is stored (fail closed).

@@ -67,21 +67,28 @@ def plan(run_dir: RunDir, stage: str, params: dict, index: int | None, inputs: d
     """The cache plan of one task, or None when the run does not use the cache, the stage is not
     cached, or a part of its key cannot be had (then nothing is stored: fail closed).
 
-    Every input file is read whole and checked against what its writer recorded (a damaged
-    one fails the task as the stage itself would), and its sha256 goes into the key."""
+    The sha256 of each input file is the one its writer recorded with the file (the content
+    the stage would read: a reader checks the file against it); a file without a record is
+    read whole and hashed."""
     mode = params.get("cache") or "off"
     if mode == "off" or stage not in CACHEABLE:
         return None
-    pairs = []
-    for name in input_names(stage, inputs, index):
-        with run_dir.reader(name) as handle:
-            pairs.append((name, hashlib.sha256(handle.read()).hexdigest()))
+    pairs = [(name, input_digest(run_dir, name)) for name in input_names(stage, inputs, index)]
     try:
         key = stage_key(stage, key_params(stage, params, index), pairs)
     except KeyUnavailable as exc:
         print(f"cache not used: {exc}")
         return None
     return Plan(CacheStore(run_dir.root), key, stage, serve=mode == "on")
+
+
+def input_digest(run_dir: RunDir, name: str) -> str:
+    """The sha256 of input file ``name``: its writer's record, else the file's content."""
+    recorded = run_dir.book.expected(name) if run_dir.book is not None else None
+    if recorded is not None:
+        return recorded.sha256
+    with run_dir.reader(name) as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
 
 
 def serve(found: Plan, run_dir: RunDir) -> Entry | None:
