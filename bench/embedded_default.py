@@ -219,3 +219,27 @@ def w1_embedded(bench, work: Path) -> None:
                 samples["embedded default"].median / critical, 1.10)
     bench.judge("W1e embedded before (threads) / critical path",
                 samples["embedded, before (threads -c 10)"].median / critical, None)
+
+
+def w2_embedded(bench, work: Path) -> None:
+    """W2's 200 small alphas through the embedded default, as a user runs them, against
+    ``--local`` (issue 23 item 3: at most 1.5 x), interleaved."""
+    s = bench.sizes
+    values = alphas(s.w2_alphas)
+    art = bench.root
+    state = work / "embedded-w2"
+    bench.out(f"\n== W2e: {len(values)} alphas, `python cli.py sweep` with no broker set against --local  "
+              f"(load {harness.load_average()})")
+    try:
+        start_stack(state, art, threads=False)
+        bench.ours_cli(values[:2], env=stack_env(state, art))  # warm, untimed
+        samples = interleaved(s.reps, {
+            "--local (one process)": lambda: bench.ours_cli(values, env=stack_env(state, art), extra=["--local"]),
+            "embedded default": lambda: bench.ours_cli(values, env=stack_env(state, art)),
+        })
+    finally:
+        stop_stack(state, art)
+    for sample in samples.values():
+        bench.show(sample)
+    bench.judge("W2e embedded default / --local",
+                samples["embedded default"].median / samples["--local (one process)"].median, 1.5)

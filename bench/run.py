@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark the orchestrator against plain Python, a bare Celery canvas and the critical path.
 
-    python bench/run.py [--quick] [--workloads W1,E,W2,W3,W4,W5,W1E,W6] [--reps N]
+    python bench/run.py [--quick] [--workloads W1,E,W2,W3,W4,W5,W1E,W2E,W6] [--reps N]
 
 Starts its own redis-server on a free port and its own workers (ready before any timing),
 prints every measurement (median of --reps runs, baselines interleaved) and RATIO lines
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import harness  # noqa: E402  (puts the project and tests/ on sys.path)
 from bench.workloads import Sizes, run_all  # noqa: E402
 
-ALL = ("W1", "E", "W2", "W3", "W4", "W5", "W1E", "W6")
+ALL = ("W1", "E", "W2", "W3", "W4", "W5", "W1E", "W2E", "W6")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -292,3 +292,19 @@ def test_flowers_broker_page_counts_the_queues_of_the_configured_redis(web):
     status, _headers, page = browser.get("/broker")
     assert status == 200 and "kombu_redis:Transport" not in page
     assert "redis://127.0.0.1:" in page and "default" in page
+
+
+def test_a_cached_runs_page_names_where_each_task_came_from(web):
+    """The run page and /api/runs/<id> show which tasks came from the cache, and from which run."""
+    browser, env = web
+    first = cli_json(env, "sweep", "--alphas", "1.0", "--cache")["run_id"]
+    second = cli_json(env, "sweep", "--alphas", "1.0", "0.1", "--cache")["run_id"]
+    doc = browser.json(f"/api/runs/{second}")
+    cached = {t["key"]: t["cached_from"]["run_id"] for t in doc["tasks"] if t["state"] == "Cached"}
+    assert cached == {k: first for k in ("download_dataset", "preprocess_dataset", "train_model[0]",
+                                         "evaluate_model[0]")}
+    assert doc["params"]["cache"] == "on"
+    status, _headers, page = browser.get(f"/runs/{second}")
+    assert status == 200
+    assert page.count('state-badge state-Cached">Cached') == 4
+    assert page.count(f'from <a href="{first}"') == 4 and "<dt>cache</dt><dd>on</dd>" in page
