@@ -183,6 +183,21 @@ def test_restart_and_cancel_are_authenticated_posts_with_the_xsrf_token(web, cle
     status, _headers, _body = browser.request(f"/runs/{run_id}/restart", data={"_xsrf": token})
     _status, _headers, page = browser.get(f"/runs/{run_id}")
     assert "error: every task of run" in page  # the CLI's refusal, on the page
+    assert 'id="restart-from-button"' in page and 'id="restart-button"' not in page  # restart --from needs it
+
+    before = {t["key"]: t["attempts"] for t in browser.json(f"/api/runs/{run_id}")["tasks"]}
+    status, _headers, _body = browser.request(f"/runs/{run_id}/restart", data={
+        "_xsrf": token, "from": "download_dataset", "refresh_cache": "1"})  # restart --from ... --refresh-cache
+    assert status == 303
+    poll(lambda: browser.json(f"/api/runs/{run_id}")["state"] == "Success", "the run restarted from download", 60)
+    doc = browser.json(f"/api/runs/{run_id}")
+    assert all(t["attempts"] == before[t["key"]] + 1 for t in doc["tasks"]) and doc["params"]["cache"] == "refresh"
+    assert f"run {run_id} restarted (from download_dataset): 11 task(s) run again, cache refresh" in browser.get(
+        f"/runs/{run_id}")[2]
+    browser.request(f"/runs/{run_id}/restart", data={"_xsrf": token, "from": "no_such_task"})
+    notice = re.search(r'role="status"[^>]*>(.*?)</div>', browser.get(f"/runs/{run_id}")[2], re.S)
+    assert notice and "error: --from: unknown task key" in notice.group(1) and "no_such_task" in notice.group(1), (
+        notice and notice.group(1))
 
     slow = cli_json(env, "run", "--alpha", "0.5", "--sleep", "20", "--no-wait")["run_id"]
     poll(lambda: browser.json(f"/api/runs/{slow}")["state"] == "Running", "the slow run Running", 30)
@@ -297,8 +312,9 @@ def test_flowers_broker_page_counts_the_queues_of_the_configured_redis(web):
 def test_a_cached_runs_page_names_where_each_task_came_from(web):
     """The run page and /api/runs/<id> show which tasks came from the cache, and from which run."""
     browser, env = web
-    first = cli_json(env, "sweep", "--alphas", "1.0", "--cache")["run_id"]
-    second = cli_json(env, "sweep", "--alphas", "1.0", "0.1", "--cache")["run_id"]
+    rows = ["--n-samples", "123"]  # keys of this test's own: the module's tests share one artifacts root
+    first = cli_json(env, "sweep", "--alphas", "1.0", "--cache", *rows)["run_id"]
+    second = cli_json(env, "sweep", "--alphas", "1.0", "0.1", "--cache", *rows)["run_id"]
     doc = browser.json(f"/api/runs/{second}")
     cached = {t["key"]: t["cached_from"]["run_id"] for t in doc["tasks"] if t["state"] == "Cached"}
     assert cached == {k: first for k in ("download_dataset", "preprocess_dataset", "train_model[0]",

@@ -25,18 +25,31 @@ def overrides_from_form(form: dict[str, str]) -> dict:
         except ValueError:
             raise BadInput(f"{name.replace('_', '-')} {text!r} is not a {'whole ' if kind is int else ''}number") from None
     return restart_overrides(parsed["fail_rate"], parsed["retries"], parsed["retry_delay"],
-                             settings().visibility_timeout)
+                             settings().visibility_timeout, refresh_cache=bool(form.get("refresh_cache")))
+
+
+FORM_FIELDS = ("fail_rate", "retries", "retry_delay", "from", "refresh_cache")
+"""The Restart form's fields: ``restart``'s options (blank: not given)."""
 
 
 def restart(run_id: str, form: dict[str, str]) -> str:
-    """Restart ``run_id`` as ``python cli.py restart RUN_ID [--fail-rate ...] --no-wait`` does; the line to show."""
+    """Restart ``run_id`` as ``python cli.py restart RUN_ID [--from KEY] [--fail-rate ...] [--refresh-cache]
+    --no-wait`` does; the line to show (with the CLI's warning when no live worker runs the run's version)."""
     from pipeline.runs.restart import restart_run
+    from pipeline.worker.liveness import unconsumed_message, version_message
 
     overrides = overrides_from_form(form)
-    done = restart_run(ledger(), run_id, settings().stuck_after, overrides=overrides)
-    why = "stuck run" if done.stuck else "failed tasks"
+    from_key = (form.get("from") or "").strip() or None
+    book = ledger()
+    done = restart_run(book, run_id, settings().stuck_after, from_key=from_key, overrides=overrides)
+    why = f"from {from_key}" if from_key else "stuck run" if done.stuck else "failed tasks"
     changed = "".join(f", {name} {value}" for name, value in (done.overrides or {}).items())
-    return f"run {run_id} restarted ({why}): {len(done.keys)} task(s) run again{changed}"
+    line = f"run {run_id} restarted ({why}): {len(done.keys)} task(s) run again{changed}"
+    run = book.get_run(run_id) or {}
+    queue = run.get("queue") or "default"
+    warning = unconsumed_message(book, queue) or (
+        version_message(book, queue, run["digest"]) if run.get("digest") else None)
+    return f"{line}; {warning}" if warning else line
 
 
 def cancel(run_id: str, form: dict[str, str]) -> str:
@@ -59,7 +72,7 @@ class RunAction(PipelineHandler):
 
         self.require_actions()
         run_id = self.run_id_arg(run_id)
-        form = {name: self.arg(name, "") or "" for name in ("fail_rate", "retries", "retry_delay")}
+        form = {name: self.arg(name, "") or "" for name in FORM_FIELDS}
         try:
             message = await self.off_loop(ACTIONS[action], run_id, form)
         except (RestartRefused, CancelRefused, BadInput) as exc:
