@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import pytest
@@ -74,25 +75,61 @@ def test_unknown_run_id_exits_2(clean_redis, tmp_path):
     assert result.returncode == 2 and "no-such-run" in result.stderr
 
 
+REPORTED_WITHIN = 5.0
+"""The design's promise: an unreachable or silent broker is reported within 5 seconds. It is
+about the wait for the broker (pipeline/embedded/connect.py waits REACH_TIMEOUT, 2 s), not the
+interpreter's start-up, which on a loaded 2-core machine (three test processes and their
+workers) alone took seconds: the tests below take the start-up out of what they measure."""
+
+
+def cli_startup(env: dict[str, str]) -> float:
+    """Seconds the CLI takes, now, to start and exit on bad input before touching any broker:
+    the same command, through the same imports up to the broker check."""
+    started = time.monotonic()
+    result = run_cli("sweep", "--alphas", "-0.5", env=env)
+    took = time.monotonic() - started
+    assert result.returncode == 2 and "-0.5" in result.stderr and "broker" not in result.stderr, result.stderr
+    return took
+
+
 def test_unreachable_broker_is_reported_fast(tmp_path):
     env = pipeline_env(f"redis://127.0.0.1:{free_port()}/0", PIPELINE_ARTIFACTS=str(tmp_path / "art"))
+    startup = cli_startup(env)
     started = time.monotonic()
     result = run_cli("sweep", "--alphas", "1.0", env=env)
     elapsed = time.monotonic() - started
     assert result.returncode == 2
     assert "cannot reach the broker" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert elapsed < 5.0
+    assert elapsed - startup < REPORTED_WITHIN, (elapsed, startup)
     assert not (tmp_path / "art").exists()
 
 
 def test_silent_broker_is_reported_within_5_seconds(tmp_path):
-    """A port that accepts connections but never answers (a hung Redis) must not hang the CLI."""
+    """A port that accepts connections but never answers (a hung Redis) must not hang the CLI.
+
+    Measured from the CLI's first connection to the port (its wait for the broker begins
+    there) to its exit, so the interpreter's start-up, however slow, is not counted."""
+    connected: list[float] = []
+    held: list[socket.socket] = []
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
+
+        def accept() -> None:  # take connections, never answer
+            while True:
+                try:
+                    conn, _ = silent.accept()
+                except OSError:  # the listening socket was closed
+                    return
+                connected.append(time.monotonic())
+                held.append(conn)
+
+        threading.Thread(target=accept, daemon=True).start()
         url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
-        started = time.monotonic()
         result = run_cli("sweep", env=pipeline_env(url, PIPELINE_ARTIFACTS=str(tmp_path / "art")))
-        elapsed = time.monotonic() - started
+        ended = time.monotonic()
+    for conn in held:
+        conn.close()
     assert result.returncode == 2 and "cannot reach the broker" in result.stderr
-    assert elapsed < 5.0
+    assert connected, "the CLI never connected to the silent port"
+    assert ended - connected[0] < REPORTED_WITHIN, (ended - connected[0], len(connected))
