@@ -20,7 +20,10 @@ KEY_PREFIX = "pipeline"
 TUTORIAL_ALPHAS = ("1.0", "0.1", "0.01", "0.001", "0.0001", "0.00001")
 """The tutorial's alphas, as written: what ``sweep``, the schedule and ``backfill`` use unless told."""
 
-WORKER_POOLS = ("prefork", "threads", "solo")
+PREFORK, THREADS, SOLO = "prefork", "threads", "solo"
+"""Celery's names of the execution pools we use."""
+
+WORKER_POOLS = (PREFORK, THREADS, SOLO)
 """Execution pools a worker can use (``worker --pool``, an environment's ``pool``)."""
 
 EMBEDDED_MIN_SLOTS = 10

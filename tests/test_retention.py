@@ -72,7 +72,7 @@ def test_prune_removes_old_runs_only(cli_env, clean_redis):
     flows_before = client.hgetall("pipeline:flows:runs")
 
     nothing = run_cli("prune", env=cli_env)  # default: the retention, 7 days
-    assert nothing.returncode == 0 and nothing.stdout.startswith("pruned 0 run(s)"), nothing.stdout
+    assert nothing.returncode == 0 and nothing.stdout.startswith("pruned 0 runs"), nothing.stdout
 
     result = run_cli("prune", "--older-than", "500", "--json", env=cli_env)
     assert result.returncode == 0, result.stderr

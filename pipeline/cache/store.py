@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.artifacts.integrity import file_mode
-from pipeline.artifacts.store import is_url, normalize_root
+from pipeline.artifacts.store import is_url, normalize_root, run_location
 
 CACHE_DIR_NAME = ".cache"
 """Folder (or prefix) of the cache under an artifacts root; never a run's id (ids have no dot)."""
@@ -173,7 +173,7 @@ class CacheStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         root = normalize_root(root)
-        self.location = f"{root}/{CACHE_DIR_NAME}" if is_url(root) else str(Path(root) / CACHE_DIR_NAME)
+        self.location = run_location(root, CACHE_DIR_NAME)  # the one rule turning a root into a place
         """Where the cache is: a directory or a URL prefix."""
         self._io = _Remote(self.location) if is_url(root) else _Local(Path(self.location))
 

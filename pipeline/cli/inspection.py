@@ -158,7 +158,7 @@ def prune(older_than: float | None, as_json: bool) -> None:
     import math
 
     from pipeline.ledger.values import iso
-    from pipeline.cli.report import print_json
+    from pipeline.cli.report import plural, print_json
     from pipeline.ledger.retention import prune as prune_runs
 
     settings = get_settings()
@@ -172,6 +172,6 @@ def prune(older_than: float | None, as_json: bool) -> None:
         print_json({"pruned": result.pruned, "cutoff": iso(result.cutoff), "kept_active": result.kept_active,
                     "stale_index_entries": result.stale_index})
     else:
-        click.echo(f"pruned {result.pruned} run(s) created before {iso(result.cutoff)}")
+        click.echo(f"pruned {plural(result.pruned, 'run')} created before {iso(result.cutoff)}")
         if result.kept_active:
-            click.echo(f"kept {len(result.kept_active)} run(s) still in progress: {' '.join(result.kept_active)}")
+            click.echo(f"kept {plural(len(result.kept_active), 'run')} still in progress: {' '.join(result.kept_active)}")

@@ -19,7 +19,6 @@ def notifications(run_id: str | None, limit: int, as_json: bool) -> None:
     pending (to be tried, or retried after a failure), delivered or failed (given up).
     """
     from pipeline.cli.report import print_json
-    from pipeline.ledger.notifications import deliveries
     from pipeline.notify.report import deliveries_table, delivery_document
 
     if run_id is not None:
@@ -27,7 +26,7 @@ def notifications(run_id: str | None, limit: int, as_json: bool) -> None:
     conn = connect_or_exit(get_settings())
     if run_id is not None:
         existing_run(conn, run_id)
-    docs = [delivery_document(row) for row in deliveries(conn.ledger.r, run_id, limit)]
+    docs = [delivery_document(row) for row in conn.ledger.notifications.deliveries(run_id, limit)]
     if as_json:
         print_json(docs)
     else:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from pipeline.ledger.records import Ledger
 from pipeline.brokers import check_reachable, check_supported
 from pipeline.redis_conn import make_client
-from pipeline.settings import Settings
+from pipeline.settings import PREFORK, Settings
 
 REACH_TIMEOUT = 2.0
 """Seconds to wait for the broker before reporting it unreachable (the contract says 5)."""
@@ -34,7 +34,7 @@ def embedded_worker_argv(settings: Settings) -> list[str]:
     (the core count, at least the nine slots of a six-alpha sweep's cleanups). Celery grows
     the pool as soon as messages wait and shrinks it after 30 s without new ones.
     """
-    return [sys.executable, "-m", WORKER_MODULE, "worker", "--pool", "prefork",
+    return [sys.executable, "-m", WORKER_MODULE, "worker", "--pool", PREFORK,
             "--autoscale", f"{settings.embedded_slots()},1",
             "--without-mingle"]  # alone on its private Redis: nobody to sync with at start-up
 

@@ -104,3 +104,44 @@ def mark_stuck(r: redis.Redis, run_key: str, updated: str, ttl: int) -> bool:
     was already notified; True if this call queued it (see scripts.STUCK)."""
     return bool(r.eval(ledger_scripts.STUCK, 1, run_key, ttl, repr(time.time()), updated))
 
+
+
+def drop_due(r: redis.Redis, delivery_id: str) -> None:
+    """Take ``delivery_id`` off the due set (it is no longer pending, or gone)."""
+    r.zrem(DUE, delivery_id)
+
+
+class NotificationBook:
+    """The deliveries in one Redis, for the code outside the ledger (the sender, the views):
+    the functions above with the client bound, so nobody else holds the ledger's client."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._r = client
+
+    def claim_due(self, lease: float, limit: int = 20, now: float | None = None) -> list[str]:
+        """See :func:`claim_due`."""
+        return claim_due(self._r, lease, limit, now)
+
+    def get(self, delivery_id: str) -> dict[str, Any] | None:
+        """See :func:`get_delivery`."""
+        return get_delivery(self._r, delivery_id)
+
+    def keep_body(self, delivery_id: str, body: str) -> str:
+        """See :func:`keep_body`."""
+        return keep_body(self._r, delivery_id, body)
+
+    def record_attempt(self, delivery_id: str, status: str, error: str = "", next_at: float | None = None) -> None:
+        """See :func:`record_attempt`."""
+        record_attempt(self._r, delivery_id, status, error, next_at)
+
+    def drop_due(self, delivery_id: str) -> None:
+        """See :func:`drop_due`."""
+        drop_due(self._r, delivery_id)
+
+    def deliveries(self, run_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """See :func:`deliveries`."""
+        return deliveries(self._r, run_id, limit)
+
+    def mark_stuck(self, run_key: str, updated: str, ttl: int) -> bool:
+        """See :func:`mark_stuck`."""
+        return mark_stuck(self._r, run_key, updated, ttl)

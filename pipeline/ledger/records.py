@@ -338,6 +338,14 @@ class Ledger:
         reply = self.r.xread({self.keys(run_id).logs: after}, count=count, block=block_ms or None)
         return reply[0][1] if reply else []
 
+    # -- notifications (see notifications.py) ------------------------------------------
+    @property
+    def notifications(self):
+        """The notification deliveries in this ledger's Redis (a :class:`~pipeline.ledger.notifications.NotificationBook`)."""
+        from pipeline.ledger.notifications import NotificationBook
+
+        return NotificationBook(self.r)
+
     # -- flow versions and live workers (see versions.py, workers.py) -----------------
     def register_version(self) -> int:
         """The number of this code's flow version, registering it if new."""

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-import redis
+
 from celery import bootsteps
 
 from pipeline.ledger import notifications as book
@@ -50,13 +50,13 @@ class Sender:
 
     def __init__(self, ledger: Ledger, settings: Settings) -> None:
         self.ledger = ledger
-        self.r: redis.Redis = ledger.r
+        self.deliveries = ledger.notifications
         self.settings = settings
         self.lease = settings.notify_timeout * 3 + 30  # longer than any one attempt takes
 
     def send_due(self) -> int:
         """Send every delivery due now; return how many attempts were made."""
-        ids = book.claim_due(self.r, self.lease)
+        ids = self.deliveries.claim_due(self.lease)
         for delivery_id in ids:
             self.send_one(delivery_id)
         return len(ids)
@@ -67,11 +67,11 @@ class Sender:
 
         row: dict[str, Any] | None = None
         try:
-            row = book.get_delivery(self.r, delivery_id)
+            row = self.deliveries.get(delivery_id)
             if row is None or row.get("status") != book.PENDING:
-                self.r.zrem(book.DUE, delivery_id)
+                self.deliveries.drop_due(delivery_id)
                 return
-            body = row.get("body") or book.keep_body(self.r, delivery_id, self.build_body(row))
+            body = row.get("body") or self.deliveries.keep_body(delivery_id, self.build_body(row))
             outcome = attempt(row["url"], row["event_id"], body, self.settings.webhook_secret,
                               self.settings.notify_timeout)
         except Exception as exc:  # a bug or a Redis blip here must not stop the loop
@@ -91,18 +91,19 @@ class Sender:
         """Record ``outcome``: delivered, due again later, or given up."""
         attempts = int(row.get("attempts") or 0) + 1
         if outcome.delivered:
-            book.record_attempt(self.r, delivery_id, book.DELIVERED)
+            self.deliveries.record_attempt(delivery_id, book.DELIVERED)
             log.info("notification %s (%s of run %s) delivered", delivery_id, row.get("event"), row.get("run_id"))
             return
         next_at = time.time() + next_delay(attempts, self.settings.notify_backoff, self.settings.notify_max_backoff,
                                             outcome.retry_after)
-        too_old = next_at - float(row.get("created") or 0) > self.settings.notify_max_age
+        created = row.get("created")  # unknown when the attempt could not even read its row: retry, never give up
+        too_old = bool(created) and next_at - float(created) > self.settings.notify_max_age
         if outcome.retry and not too_old:
-            book.record_attempt(self.r, delivery_id, book.PENDING, outcome.error, next_at)
+            self.deliveries.record_attempt(delivery_id, book.PENDING, outcome.error, next_at)
             log.warning("notification %s: %s; next attempt in %.0f s", delivery_id, outcome.error,
                         next_at - time.time())
         else:
-            book.record_attempt(self.r, delivery_id, book.FAILED, outcome.error)
+            self.deliveries.record_attempt(delivery_id, book.FAILED, outcome.error)
             log.warning("notification %s given up after %d attempts: %s", delivery_id, attempts, outcome.error)
 
     def check_stuck(self) -> int:
@@ -110,7 +111,7 @@ class Sender:
         queued = 0
         for run in self.ledger.list_runs(STUCK_SCAN_RUNS):
             if run.get("notify") and is_stuck(_with_params(run), self.settings.stuck_after):
-                queued += book.mark_stuck(self.r, self.ledger.run_key(run["id"]), run.get("updated") or "",
+                queued += self.deliveries.mark_stuck(self.ledger.run_key(run["id"]), run.get("updated") or "",
                                           self.ledger.ttl)
         return queued
 

@@ -25,6 +25,7 @@ from celery import Celery
 from pipeline.celery_app import app as default_app
 from pipeline.ledger.records import Ledger
 from pipeline.ledger.values import TaskState
+from pipeline.settings import PREFORK
 
 STATS_TIMEOUT = 1.0
 """Seconds to wait for workers to say which pool they run (only when tasks are running)."""
@@ -69,7 +70,7 @@ def terminate(app: Celery, task_ids: list[str]) -> list[str]:
     stats = app.control.inspect(timeout=STATS_TIMEOUT).stats() or {}
     prefork = sorted(
         name for name, info in stats.items()
-        if "prefork" in str((info.get("pool") or {}).get("implementation", ""))
+        if PREFORK in str((info.get("pool") or {}).get("implementation", ""))
     )
     if prefork:
         app.control.revoke(task_ids, terminate=True, destination=prefork)

@@ -83,9 +83,10 @@ class PipelineHandler(BaseHandler):
     def get_template_namespace(self) -> dict[str, Any]:
         """Tornado's namespace plus the helpers our templates use."""
         from pipeline.ledger.status import format_seconds
+        from pipeline.web.flower import run_search
 
         namespace = super().get_template_namespace()
-        namespace.update(seconds=format_seconds, can_act=self.can_act,
+        namespace.update(seconds=format_seconds, can_act=self.can_act, run_search=run_search,
                          tab=self.request.path.strip("/").split("/")[0])  # the nav link to mark
         return namespace
 

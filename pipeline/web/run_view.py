@@ -26,7 +26,7 @@ FULL_TABLE_UPTO = 200
 ROW_CAP = 500
 """Most task rows (and folded schematic children) a page renders unless asked for all."""
 
-QUIET_STATES = frozenset({"Pending", "Success", "Cached"})
+QUIET_STATES = schematic.QUIET
 """Task states a big run's page leaves out of its table until asked for every task."""
 
 
@@ -140,7 +140,6 @@ def run_view(ledger: Ledger, run_id: str, stuck_after: float, task: str | None =
 
 def run_notifications(ledger: Ledger, run_id: str) -> list[dict[str, Any]]:
     """The run's deliveries as ``notifications RUN_ID --json`` lists them (secrets redacted)."""
-    from pipeline.ledger.notifications import deliveries
     from pipeline.notify.report import delivery_document
 
-    return [delivery_document(row) for row in deliveries(ledger.r, run_id)]
+    return [delivery_document(row) for row in ledger.notifications.deliveries(run_id)]

@@ -17,10 +17,6 @@ from pipeline.ledger.values import TaskState
 FOLD_ABOVE = 8
 """A mapped stage with more children than this is shown folded (counts per state)."""
 
-BLOCKED = TaskState.TRIGGER_FAILED
-"""The state of a task that never ran because something upstream failed for good."""
-
-
 @dataclass
 class Branch:
     """One alpha's train -> evaluate pair."""
@@ -63,7 +59,7 @@ def alpha_label(alpha: Any) -> str:
     return "linear" if alpha is None else str(float(alpha))
 
 
-QUIET = frozenset({"Pending", "Success", "Cached"})
+QUIET = frozenset({TaskState.PENDING, TaskState.SUCCESS, TaskState.CACHED})
 """States of the children a folded stage leaves out unless asked for all."""
 
 CHILD_CAP = 500
