@@ -74,12 +74,22 @@ def test_pool_process_killed_during_train_model_is_redelivered(tmp_path):
 def test_pool_process_killed_while_writing_leaves_no_partial_file(stack):
     worker = stack.worker("--pool", "prefork", "--concurrency", "1")
     ledger = stack.ledger()
-    n = "100000"  # np.savetxt of the dataset takes about half a second: time to kill the writer
-    run_id = stack.submit("--alphas", *TWO, "--n-samples", n)
-    tmp, run_dir = stack.artifacts / ".tmp", stack.artifacts / run_id
-    partial = poll(lambda: tmp.is_dir() and [p for p in tmp.iterdir() if p.name.startswith(f"pipeline-{run_id}.")],
-                   "download_dataset to start writing", interval=0.01)
     (child,) = psutil.Process(worker.proc.pid).children()
+    n = "100000"  # np.savetxt formats 100,000 rows (tens of ms at least, on any disk) into the temp file
+    tmp = stack.artifacts / ".tmp"
+
+    def frozen_mid_write(run_id: str) -> list:
+        """The run's temp file, once it exists, with its writer stopped (SIGSTOP) at once: from
+        then on the writer is mid-write however fast the disk, until it is killed."""
+        found = tmp.is_dir() and [p for p in tmp.iterdir() if p.name.startswith(f"pipeline-{run_id}.")]
+        if found:
+            child.send_signal(signal.SIGSTOP)
+        return found
+
+    run_id = stack.submit("--alphas", *TWO, "--n-samples", n)
+    run_dir = stack.artifacts / run_id
+    partial = poll(lambda: frozen_mid_write(run_id), "download_dataset to start writing", interval=0.001)
+    assert partial[0].exists() and not (run_dir / "dataset.csv").exists()  # stopped before its rename
     child.send_signal(signal.SIGKILL)
     poll(lambda: not psutil.pid_exists(child.pid) or child.status() == psutil.STATUS_ZOMBIE, "the pool process to die")
     assert ledger.tasks(run_id, [flow.DOWNLOAD])[0]["state"] == "Running"

@@ -101,18 +101,30 @@ def test_the_run_page_lists_the_runs_deliveries_with_secrets_redacted(stack, rec
 
 
 def test_succeeded_is_sent_only_when_chosen(stack, receiver):
-    stack.worker("--pool", "threads", "--concurrency", "4")
+    """PIPELINE_NOTIFY (not --notify) and PIPELINE_NOTIFY_EVENTS choose; the message links the run's
+    page under the worker's PIPELINE_PUBLIC_URL; a destination nobody answers never fails a run."""
+    stack.worker("--pool", "threads", "--concurrency", "4", env_extra={"PIPELINE_PUBLIC_URL": "https://runs.example/"})
     quiet = stack.cli("sweep", "--alphas", "1.0", "--n-samples", "100", "--notify", receiver.url, "--json")
     assert quiet.returncode == 0, quiet.stderr
-    chosen = run_cli("sweep", "--alphas", "1.0", "--n-samples", "100", "--notify", receiver.url, "--json",
-                     env={**stack.env, "PIPELINE_NOTIFY_EVENTS": "succeeded,failed"})
+    chosen = run_cli("sweep", "--alphas", "1.0", "--n-samples", "100", "--json",
+                     env={**stack.env, "PIPELINE_NOTIFY": receiver.url, "PIPELINE_NOTIFY_EVENTS": "succeeded,failed"})
     assert chosen.returncode == 0, chosen.stderr
     run_id = json.loads(chosen.stdout)["run_id"]
     poll(lambda: receiver.received, "the run.succeeded webhook", 30)
     time.sleep(1)
     assert [r.json()["type"] for r in receiver.received] == ["run.succeeded"]
     assert receiver.received[0].json()["data"]["run_id"] == run_id
+    assert receiver.received[0].json()["data"]["url"] == f"https://runs.example/runs/{run_id}"
     assert deliveries(stack, json.loads(quiet.stdout)["run_id"]) == []
+
+    nobody = f"http://127.0.0.1:{free_port()}/hook"  # refuses every connection
+    unheard = run_cli("sweep", "--alphas", "1.0", "--n-samples", "100", "--notify", nobody, "--json",
+                      env={**stack.env, "PIPELINE_NOTIFY_EVENTS": "succeeded"})
+    assert unheard.returncode == 0 and json.loads(unheard.stdout)["state"] == "Success", unheard.stderr
+    unheard_id = json.loads(unheard.stdout)["run_id"]
+    row = poll(lambda: next((r for r in deliveries(stack, unheard_id) if r["last_error"]), None),
+               "the failed delivery attempt recorded", 30)
+    assert row["status"] == "pending" and stack.status(unheard_id)["state"] == "Success"  # retried, run untouched
 
 
 @pytest.mark.parametrize("url", ["not a url", "http://", "http://host:99999/x", "bogus://x"])

@@ -68,3 +68,39 @@ def test_scheduled_runs_take_pipeline_notify_and_a_bad_one_does_not_cost_the_run
     monkeypatch.setenv("PIPELINE_NOTIFY", "hooks.example.com")
     assert tick_request(tick, alphas=["1.0"], artifacts_root=str(tmp_path)).notify == ()
     assert "'hooks.example.com'" in caplog.text
+
+
+class _Recorded:
+    """A stand-in for the ledger's NotificationBook: remembers each recorded attempt."""
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple] = []
+
+    def record_attempt(self, delivery_id, status, error="", next_at=None):
+        self.attempts.append((delivery_id, status, error, next_at))
+
+
+def _sender(max_age: float = 3600.0):
+    import types
+
+    from pipeline.notify.sender import Sender
+    from pipeline.settings import Settings
+
+    recorded = _Recorded()
+    return Sender(types.SimpleNamespace(notifications=recorded), Settings(notify_max_age=max_age)), recorded
+
+
+def test_a_delivery_is_retried_within_its_max_age_then_given_up():
+    import time
+
+    from pipeline.notify.delivery import Outcome
+
+    sender, recorded = _sender(max_age=3600)
+    fresh = {"created": repr(time.time()), "attempts": "2", "event": "run.failed", "run_id": "r"}
+    sender.record("d1", fresh, Outcome(False, True, "HTTP 503"))
+    old = {**fresh, "created": repr(time.time() - 3601)}
+    sender.record("d2", old, Outcome(False, True, "HTTP 503"))
+    sender.record("d3", fresh, Outcome(False, False, "HTTP 404"))  # not retryable: given up at once
+    sender.record("d4", {}, Outcome(False, True, "ConnectionError: Redis"))  # its row unread: retried
+    assert [(d, status) for d, status, _e, _n in recorded.attempts] == [
+        ("d1", "pending"), ("d2", "failed"), ("d3", "failed"), ("d4", "pending")]
