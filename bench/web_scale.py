@@ -1,6 +1,6 @@
 """Scale of the run pages: a 2000-alpha run (6005 tasks) and 10,000 runs, through a real Flower.
 
-    python bench/web_scale.py [--alphas 2000] [--runs 10000] [--reps 5]
+    python bench/web_scale.py [--alphas 2000] [--runs 10000] [--reps 5] [--browser]
 
 Starts its own redis-server and ``python cli.py flower`` (basic auth), writes the records
 through the ledger's own scripts (no worker: a real 2000-alpha sweep takes minutes and
@@ -9,6 +9,12 @@ train tasks Failed (their evaluates and the cleanups blocked), two log lines a t
 M small runs. Each URL is fetched --reps times (after one warm-up); the median wall time
 of the HTTP request on this machine bounds the server's time. The target is 1 s (issue
 17 item 4): each line says the ratio to it. Page sizes show what a browser has to take.
+
+``--browser`` also opens the big run's page in headless Chromium (Playwright, Debian's
+``/usr/bin/chromium``): the time until the page is loaded and drawn, the time a click on
+the folded branches takes to show them, and, with the run marked Running so the page
+polls its live part every second, the longest main-thread task (the browser's own
+``longtask`` entries) over five polls: how long the page can stop answering the user.
 """
 from __future__ import annotations
 
@@ -75,11 +81,46 @@ def fetch(url: str) -> tuple[float, int]:
     return time.perf_counter() - start, len(body)
 
 
+def browser_lines(base: str, run_id: str, book: Ledger) -> list[str]:
+    """What a user's browser sees of the big run's page (see the module's docstring)."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    user, password = AUTH.split(":")
+    lines = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_context(http_credentials={"username": user, "password": password},
+                                   viewport={"width": 1400, "height": 1000}).new_page()
+        start = time.perf_counter()
+        page.goto(f"{base}/runs/{run_id}", wait_until="load")
+        page.wait_for_selector('details[data-fold="branches"]')
+        lines.append(f"RATIO browser: page loaded and drawn: {time.perf_counter() - start:.3f} s")
+        start = time.perf_counter()
+        page.locator('details[data-fold="branches"] summary').first.click()
+        page.wait_for_function("document.querySelector('details[data-fold=\"branches\"]').open")
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        lines.append(f"RATIO browser: unfold the {run_id} branches on a click: {time.perf_counter() - start:.3f} s")
+        book.update_run(run_id, state="Running", ended="")  # the page now polls its live part
+        page.goto(f"{base}/runs/{run_id}", wait_until="load")
+        page.evaluate("""() => { window.__long = []; new PerformanceObserver(l => l.getEntries().forEach(
+            e => window.__long.push(e.duration))).observe({type: 'longtask', buffered: false}); }""")
+        page.wait_for_timeout(5500)
+        longest = page.evaluate("() => Math.max(0, ...window.__long)")
+        count = page.evaluate("() => window.__long.length")
+        lines.append(f"RATIO browser: live polling for 5.5 s: longest main-thread task {longest / 1000:.3f} s "
+                     f"({count} tasks over 50 ms)")
+        browser.close()
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alphas", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--browser", action="store_true", help="also time the big run's page in headless Chromium")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="web-scale-"))
     server = conftest.start_redis(work / "redis")
@@ -109,6 +150,9 @@ def main() -> None:
             median = statistics.median(times)
             print(f"RATIO {what}: {median:.3f} s median ({times[0]:.3f}..{times[-1]:.3f}), "
                   f"{samples[0][1] / 1e3:.0f} kB; {median / TARGET:.2f} x the 1 s target")
+        if args.browser:
+            for line in browser_lines(base, run_id, book):
+                print(line)
     finally:
         if flower is not None:
             conftest.stop_process(flower)
