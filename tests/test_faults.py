@@ -64,6 +64,7 @@ def test_pool_process_killed_during_train_model_is_redelivered(tmp_path):
         killed = next(k for k, n in attempts.items() if n == 2)
         # redelivered at once (the message rejected with requeue), not after the visibility timeout
         redelivered_after = rows[killed]["started"] - killed_at  # "started": the second attempt's
+        print(f"\n[pool process killed] {killed} began again {redelivered_after:.2f} s after the kill")
         assert 0 < redelivered_after < REDELIVERED_WITHIN < REDELIVERY_VISIBILITY_TIMEOUT, redelivered_after
         assert_completed_once(stack, run_id, TWO, {killed: 2})
         assert worker.proc.poll() is None  # the worker survived and replaced its pool process

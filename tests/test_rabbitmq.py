@@ -253,6 +253,9 @@ def test_retry_waiting_for_its_countdown_in_a_killed_worker_runs_on_a_live_one(r
         for row in ledger.tasks(run_id, trains):
             assert (row["state"], row["attempts"]) == ("Failed", 2) and "injected failure" in row["error"], row
             assert row["started"] > killed_at, row  # the retry ran after the kill: on the survivor
+        first = min(r["started"] for r in ledger.tasks(run_id, trains))
+        print(f"\n[rabbitmq, retry countdown] the retries began {first - killed_at:.1f} s after the kill "
+              "(their 30 s countdown ran on from the first attempt)")
 
         restarted = stack.cli("restart", run_id, "--fail-rate", "0", "--json", timeout=300)
         assert restarted.returncode == 0, restarted.stderr

@@ -130,6 +130,7 @@ def test_retry_waiting_for_its_countdown_in_a_killed_worker_is_reclaimed(tmp_pat
 
         finish(stack, run_id)
         restarted = min(r["started"] for r in ledger.tasks(run_id, trains))
+        print(f"\n[redis, retry countdown] the waiting retries began {restarted - killed_at:.1f} s after the kill")
         assert restarted - killed_at < RECOVERY_BOUND, restarted - killed_at
         assert all("IsADirectoryError" in e or "OSError" in e for e in errors.values()), errors
         assert_completed_once(stack, run_id, ["1.0", "0.1"], {k: 2 for k in trains})
