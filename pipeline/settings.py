@@ -115,6 +115,14 @@ class Settings:
     stuck_after: float = 300.0
     """``PIPELINE_STUCK_AFTER``: seconds without progress before a run is flagged stuck."""
 
+    lost_after: float = 30.0
+    """``PIPELINE_LOST_AFTER``: seconds without progress (plus the run's ``--sleep`` and
+    ``--retry-delay``) after which a worker re-sends an active run's unfinished tasks when none
+    of its messages is queued or unacknowledged in the broker's Redis, no task of it runs and a
+    live worker of its queue and flow version is there: a message lost between Redis and a
+    worker cut off the network (see docs/reliability.md). 0: never (then such a run waits for
+    ``restart``). Redis brokers only: RabbitMQ redelivers on a lost connection."""
+
     connect_timeout: float = 3.0
     """``PIPELINE_CONNECT_TIMEOUT``: socket connect/read timeout towards Redis."""
 
@@ -219,6 +227,7 @@ class Settings:
             unacked_restore_throttle=_float(env, "PIPELINE_UNACKED_RESTORE_THROTTLE", default.unacked_restore_throttle),
             retention_seconds=_float(env, "PIPELINE_RETENTION_SECONDS", default.retention_seconds),
             stuck_after=_float(env, "PIPELINE_STUCK_AFTER", default.stuck_after),
+            lost_after=_float(env, "PIPELINE_LOST_AFTER", default.lost_after),
             connect_timeout=_float(env, "PIPELINE_CONNECT_TIMEOUT", default.connect_timeout),
             redis_retries=int(_float(env, "PIPELINE_REDIS_RETRIES", default.redis_retries)),
             idle_exit_seconds=_float(env, "PIPELINE_IDLE_EXIT", default.idle_exit_seconds),

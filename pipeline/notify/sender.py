@@ -8,8 +8,10 @@ records the outcome. A failed attempt worth retrying is due again after a doubli
 (``PIPELINE_NOTIFY_BACKOFF``, at most ``PIPELINE_NOTIFY_MAX_BACKOFF``, or the receiver's
 ``Retry-After``) until ``PIPELINE_NOTIFY_MAX_AGE`` after its event; then it is given up.
 It also runs the stuck check over the active runs (:func:`check_stuck`), so a stalled
-run is told even when nobody waits on it. Nothing here runs inside a stage's task, and
-nothing here can fail a run: every error is logged and recorded.
+run is told even when nobody waits on it, and the lost-message check
+(:class:`pipeline.worker.lost.LostCheck`, every few seconds on a Redis broker), so a run
+whose message was lost between Redis and a worker is sent again. Nothing here runs
+inside a stage's task, and nothing here can fail a run: every error is logged and recorded.
 
 Loaded only by name: ``app.steps["worker"].add("pipeline.notify.sender:NotifySenderStep")``
 in pipeline/celery_app.py (a ``bootsteps.StartStopStep``, as pipeline/worker/liveness.py).
@@ -128,26 +130,44 @@ def _with_params(run: dict[str, Any]) -> dict[str, Any]:
 class SenderThread:
     """Runs a :class:`Sender` every ``PIPELINE_NOTIFY_INTERVAL`` seconds in a daemon thread."""
 
-    def __init__(self, ledger_url: str, settings: Settings) -> None:
+    def __init__(self, ledger_url: str, settings: Settings, broker_url: str | None = None) -> None:
         self.url = ledger_url
+        self.broker_url = broker_url
         self.settings = settings
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _loop(self) -> None:
         from pipeline.ledger.records import shared_ledger
+        from pipeline.worker.lost import check_every
 
-        sender = Sender(shared_ledger(self.url), self.settings)
+        ledger = shared_ledger(self.url)
+        sender = Sender(ledger, self.settings)
+        lost = self._lost_check(ledger)
         every = min(STUCK_CHECK_EVERY, max(self.settings.notify_interval, self.settings.stuck_after / 4))
-        checked = 0.0
+        lost_every = check_every(self.settings)
+        checked = looked = 0.0
         while not self._stop.wait(max(0.05, self.settings.notify_interval)):
             try:
+                if lost is not None and time.monotonic() - looked >= lost_every:
+                    looked = time.monotonic()
+                    lost.check()
                 if time.monotonic() - checked >= every:
                     checked = time.monotonic()
                     sender.check_stuck()
                 sender.send_due()
             except Exception as exc:  # Redis away: try again next round
                 log.warning("notification sender: %s", exc)
+
+    def _lost_check(self, ledger: Ledger):
+        """The lost-message check of this worker, or None (disabled, or not a Redis broker)."""
+        from pipeline.worker.lost import LostCheck, is_redis_broker
+
+        if self.settings.lost_after <= 0 or not is_redis_broker(self.broker_url):
+            return None
+        from pipeline.redis_conn import shared_client
+
+        return LostCheck(ledger, shared_client(self.broker_url), self.settings)
 
     def start(self) -> None:
         """Start sending."""
@@ -172,4 +192,4 @@ class NotifySenderStep(bootsteps.StartStopStep):
         """The sender for ``worker``'s ledger; the blueprint starts and stops it."""
         from pipeline.settings import ledger_url
 
-        return SenderThread(ledger_url(worker.app.conf), get_settings())
+        return SenderThread(ledger_url(worker.app.conf), get_settings(), worker.app.conf.broker_url)
