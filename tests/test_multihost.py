@@ -13,7 +13,8 @@ the host, its worker alive but unreachable). Either way its heartbeat stops reac
 Redis; once its key expired (``PIPELINE_WORKER_TTL``, 15 s) the other worker puts its
 unacknowledged messages back in the queue and runs them, with default settings (the
 visibility timeout stays an hour). A message Redis hands to a cut host in the second
-after the cut is lost instead: the run is stuck until ``restart``.
+after the cut is lost instead: no message of its run is left in the broker, and once the
+run was idle for ``PIPELINE_LOST_AFTER`` (30 s) a worker sends its tasks again.
 """
 from __future__ import annotations
 
@@ -36,7 +37,6 @@ import hostnet
 from conftest import CLI, needs, pipeline_env, poll, redis_binary
 from pipeline.definition import flow
 from pipeline.ledger.records import Ledger
-from pipeline.ledger.status import is_stuck
 from pipeline.artifacts.store import TMP_PREFIX
 from test_stages import tutorial_score
 from test_sweep_integration import ledger_for
@@ -332,15 +332,21 @@ def test_host_lost_mid_run(cluster, workers, loss):
           f"(total {finished_at - submitted:.1f} s)")
 
 
+LOST_BOUND = 60.0
+"""Seconds from a message lost to a cut host to its run's end, with no restart by hand (issue 18)."""
+
+
 @needs_hosts
-def test_message_popped_by_a_cut_host_is_lost_until_restart(cluster, workers):
-    """A message that reaches a host in the second after its cable is pulled is lost; restart recovers.
+def test_message_popped_by_a_cut_host_is_recovered_within_a_minute(cluster, workers):
+    """A message that reaches a host in the second after its cable is pulled is lost; the workers recover it.
 
     kombu pops a message with BRPOP (1 s timeout) and records it as unacked only once the
     worker has read it. A cut host's pending BRPOP lingers on the server up to a second, and
     Redis hands the next message of that queue to it: it goes into a dead TCP connection and
     is neither in the queue nor unacked, so no visibility timeout brings it back. The run
-    then makes no progress: it is stuck, and ``restart`` sends its unfinished tasks again.
+    then makes no progress; once it was idle for ``PIPELINE_LOST_AFTER`` (default 30 s) with
+    none of its messages in the broker and a live worker of its queue, a worker sends its
+    unfinished tasks again (pipeline/worker/lost.py): no ``restart`` by hand.
 
     Made deterministic: the run waits in queue ``lone`` (no consumer) until host-a's cable is
     pulled; then the test moves its message to queue ``host-a``, which only host-a consumes.
@@ -371,18 +377,19 @@ def test_message_popped_by_a_cut_host_is_lost_until_restart(cluster, workers):
     lost_at = time.time()
     assert r.llen("lone") == 0 and r.llen("host-a") == 0 and r.hlen("unacked") == unacked
     assert not workers["host-a"].ids("received") & set(ledger.task_ids(run_id).values())
+    old_ids = ledger.task_ids(run_id)
 
-    # A worker for the run's queue comes up on host-b; nothing arrives: the run is stuck.
-    stuck_env = {**env, "PIPELINE_STUCK_AFTER": "2"}
+    # A worker for the run's queue comes up on host-b (default settings); nothing arrives, then
+    # a worker finds the run's messages gone and sends its tasks again.
     start_workers(cluster, {"host-b": ("lone",)})
     assert ledger.task_states(run_id)["download_dataset"] == "Pending"
-    poll(lambda: is_stuck(ledger.get_run(run_id), 2), "the run to count as stuck", 10)
-    restart = [sys.executable, CLI, "restart", run_id, "--no-wait", "--json"]
-    done = cluster.net.run("client", restart, env=stuck_env, cwd=cluster.cwd("client"))
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["stuck"] is True
-    poll(lambda: ledger.get_run(run_id)["state"] == "Success", "the restarted run to finish", 60)
-    print(f"\n[popped] swallowed at attempt {attempt + 1}; run restarted and done "
-          f"{time.time() - lost_at:.1f} s after the message was lost")
+    poll(lambda: ledger.get_run(run_id)["state"] == "Success", "the lost run to finish by itself", LOST_BOUND + 30)
+    recovered = time.time() - lost_at
+    print(f"\n[popped] swallowed at attempt {attempt + 1}; run done {recovered:.1f} s after the message was "
+          f"lost, with no restart by hand ({time.time() - float(ledger.get_run(run_id)['created']):.1f} s "
+          "after submission)")
+    assert recovered < LOST_BOUND, f"the lost run ended {recovered:.1f} s after the loss"
+    assert ledger.get_run(run_id)["restarts"] == "1"
+    assert all(ledger.task_ids(run_id)[k] != old_ids[k] for k in old_ids)
     assert all(row["attempts"] == 1 for row in ledger.tasks(run_id, flow.task_keys(1)))
     assert_only_evals(cluster, bucket, {"run_id": run_id}, ["1.0"])
