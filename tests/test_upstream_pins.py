@@ -76,6 +76,17 @@ def test_kombu_redis_channel_internals():
         recheck("kombu Channel.close (pools dropped before the unacked restore; our close drops them after)", site)
 
 
+def test_kombu_redis_message_layout_the_lost_message_check_reads():
+    """pipeline/worker/lost.py reads the queues' lists and the unacked hash as kombu 5.7 keeps them."""
+    site = "pipeline/worker/lost.py"
+    assert kombu_redis.Channel.unacked_key == "unacked", recheck("kombu Channel.unacked_key", site)
+    assert kombu_redis.Channel.sep == "\x06\x16", recheck("kombu Channel.sep (priority list names)", site)
+    assert list(kombu_redis.Channel.priority_steps) == [0, 3, 6, 9], recheck("kombu Channel.priority_steps", site)
+    assert "self._q_for_pri(queue, pri)" in source(kombu_redis.Channel._put), recheck("kombu Channel._put", site)
+    assert "dumps([message._raw, EX, RK])" in source(kombu_redis.QoS.append), \
+        recheck("kombu QoS.append (an unacked entry is [message, exchange, routing key])", site)
+
+
 def test_celery_consumer_event_buffer_internals():
     site = "pipeline/worker/consumer.py"
     for name in ("on_send_event_buffered", "_flush_events", "stop", "shutdown"):

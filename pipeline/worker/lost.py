@@ -12,6 +12,8 @@ Every worker runs :meth:`LostCheck.check` from its notification sender's loop
 among the newest ones counts as lost only when all of these hold, twice, at least
 :data:`CONFIRM_AFTER` seconds apart and with the run's ``updated`` unchanged between them:
 
+- it is a record :func:`pipeline.runs.submit.submit_run` wrote (artifacts root and flow
+  digest recorded);
 - it made no progress for ``PIPELINE_LOST_AFTER`` plus its own ``--sleep`` and
   ``--retry-delay`` (:func:`pipeline.ledger.status.is_stuck` with that limit);
 - none of its tasks is Running or Retrying (a running task's message is the worker's;
@@ -146,6 +148,8 @@ class LostCheck:
         for raw in self.ledger.list_runs(LOST_SCAN_RUNS):
             run = _decoded(raw)
             if str(run.get("submitted") or "0") != "1" or str(run.get("cancelled") or "0") not in ("", "0"):
+                continue
+            if not run.get("artifacts") or not run.get("digest"):  # not a record submit_run wrote: never sent
                 continue
             if not is_stuck(run, self.settings.lost_after, now):
                 continue
