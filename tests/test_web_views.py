@@ -43,3 +43,17 @@ def test_gantt_bars_place_every_attempt_on_the_run_axis():
     bars = gantt.bars(task, start, start + 10)
     assert [(b["left"], b["width"], b["state"]) for b in bars] == [
         (20.0, 10.0, "Failed"), (40.0, 20.0, "Unfinished"), (60.0, 40.0, "Success")]
+
+
+def test_labels_take_pool_and_concurrency_from_the_workers_record_when_flower_has_no_reply():
+    """Flower's inspect of a worker can time out (a loaded machine) and is not retried until an
+    event: the page then shows what the worker's own heartbeat record says."""
+    from pipeline.web.labels import labels_document
+
+    records = {"default.1@h/1": {"queues": ["default"], "pool": "threads", "concurrency": 10, "seen": 99.0}}
+    [default] = [q for q in labels_document(records, {}, {}, {}, now=100.0) if q["queue"] == "default"]
+    assert [(w["pool"], w["concurrency"], w["heartbeat_age"]) for w in default["workers"]] == [("threads", 10, 1.0)]
+    inspected = {"default.1@h": {"stats": {"pool": {"implementation": "celery.concurrency.prefork:TaskPool",
+                                                    "max-concurrency": 4}}}}
+    [default] = [q for q in labels_document(records, {}, {}, inspected, now=100.0) if q["queue"] == "default"]
+    assert [(w["pool"], w["concurrency"]) for w in default["workers"]] == [("prefork", 4)]  # Flower's, when it has it

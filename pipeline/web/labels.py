@@ -72,6 +72,8 @@ def labels_document(records: dict[str, dict], waiting: dict[str, list[str]], len
         for name, record in sorted(records.items()):
             if queue in record["queues"]:
                 pool, concurrency = pool_of(inspected.get(name.split("/")[0], {}))
+                if pool is None:  # Flower has no inspect reply of it (yet): the worker's own record says
+                    pool, concurrency = record.get("pool"), record.get("concurrency")
                 seen = record.get("seen")
                 workers.append({"worker": name, "pool": pool, "concurrency": concurrency,
                                 "heartbeat_age": round(now - seen, 1) if seen else None,

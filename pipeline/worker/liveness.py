@@ -63,13 +63,15 @@ class WorkerRecord:
     """Writes, refreshes and deletes one worker's record of the queues it consumes."""
 
     def __init__(self, clients: "redis.Redis | list[redis.Redis]", hostname: str, queues,
-                 settings: Settings, digest: str = "") -> None:
+                 settings: Settings, digest: str = "", pool: str | None = None, concurrency: int | None = None) -> None:
         """``clients``: the Redis (or several: the ledger's and the broker's) to write to;
         ``queues``: a callable returning the queue names consumed now (they can change);
         ``digest``: the flow-version digest of the code this worker runs."""
         self.clients = clients if isinstance(clients, list) else [clients]
         self.client = self.clients[0]
         self.digest = digest
+        self.pool, self.concurrency = pool, concurrency
+        """The worker's pool and its most processes or threads: the labels page shows them."""
         self.hostname = hostname
         self.pid = os.getpid()
         self.owner = f"{hostname}/{self.pid}"
@@ -87,7 +89,7 @@ class WorkerRecord:
     def write(self) -> None:
         """Write the record now, with a fresh expiry."""
         record = {"hostname": self.hostname, "pid": self.pid, "queues": sorted(self.queues()),
-                  "digest": self.digest, "seen": time.time()}
+                  "digest": self.digest, "pool": self.pool, "concurrency": self.concurrency, "seen": time.time()}
         for client in self.clients:
             write_worker(client, self.key, record, self.ttl_ms)
         self._written(time.monotonic())
@@ -156,6 +158,16 @@ class WorkerRecord:
     terminate = stop
 
 
+def pool_and_concurrency(worker: Any) -> tuple[str | None, int | None]:
+    """The pool name (``prefork``, ``threads``, ``solo``, ...) and most slots of a Celery worker:
+    its ``--autoscale`` maximum, else ``--concurrency``."""
+    module = getattr(getattr(worker, "pool_cls", None), "__module__", "") or ""
+    name = module.rsplit(".", 1)[-1] or None
+    autoscale = getattr(worker, "autoscale", None)
+    most = max(autoscale) if autoscale else getattr(worker, "concurrency", None)
+    return {"thread": "threads"}.get(name, name), int(most) if most else None
+
+
 class WorkerRecordStep(bootsteps.StartStopStep):
     """Worker bootstep keeping this worker's :class:`WorkerRecord` while it runs."""
 
@@ -180,7 +192,8 @@ class WorkerRecordStep(bootsteps.StartStopStep):
         # Here, before the pool starts: prefork children inherit the digest of the code
         # loaded now, not of files edited later on disk.
         digest = versions.current_digest()
-        _current = WorkerRecord([shared_client(u) for u in urls], worker.hostname, queues, get_settings(), digest)
+        _current = WorkerRecord([shared_client(u) for u in urls], worker.hostname, queues, get_settings(), digest,
+                                *pool_and_concurrency(worker))
         return _current
 
 
