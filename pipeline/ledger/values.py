@@ -79,6 +79,14 @@ def earlier_attempt(entry: dict[str, Any]) -> dict[str, Any]:
             "error": entry.get("error")}
 
 
+def with_params(run: dict[str, Any]) -> dict[str, Any]:
+    """``run`` (a run hash as Redis returns it) with its ``params`` JSON decoded, as
+    :meth:`Ledger.get_run` gives it (a run already decoded is returned as it is)."""
+    if isinstance(run.get("params"), str):
+        run = {**run, "params": json.loads(run["params"])}
+    return run
+
+
 def encode_field(value: Any) -> str:
     """A run field as stored: JSON for containers, ``""`` for None, else ``str``."""
     if isinstance(value, (dict, list, tuple)):

@@ -29,6 +29,7 @@ from celery import bootsteps
 from pipeline.ledger import notifications as book
 from pipeline.ledger.records import Ledger
 from pipeline.ledger.status import is_stuck
+from pipeline.ledger.values import with_params
 from pipeline.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -112,19 +113,10 @@ class Sender:
         """Queue ``run.stuck`` for each newly stuck active run (once per stuck episode); return how many."""
         queued = 0
         for run in self.ledger.list_runs(STUCK_SCAN_RUNS):
-            if run.get("notify") and is_stuck(_with_params(run), self.settings.stuck_after):
+            if run.get("notify") and is_stuck(with_params(run), self.settings.stuck_after):
                 queued += self.deliveries.mark_stuck(self.ledger.run_key(run["id"]), run.get("updated") or "",
                                           self.ledger.ttl)
         return queued
-
-
-def _with_params(run: dict[str, Any]) -> dict[str, Any]:
-    """``run`` (a raw hash) with its parameters decoded, as :func:`is_stuck` reads them."""
-    import json
-
-    if isinstance(run.get("params"), str):
-        run = {**run, "params": json.loads(run["params"])}
-    return run
 
 
 class SenderThread:
@@ -161,9 +153,10 @@ class SenderThread:
 
     def _lost_check(self, ledger: Ledger):
         """The lost-message check of this worker, or None (disabled, or not a Redis broker)."""
-        from pipeline.worker.lost import LostCheck, is_redis_broker
+        from pipeline.brokers import is_redis
+        from pipeline.worker.lost import LostCheck
 
-        if self.settings.lost_after <= 0 or not is_redis_broker(self.broker_url):
+        if self.settings.lost_after <= 0 or not is_redis(self.broker_url):
             return None
         from pipeline.redis_conn import shared_client
 

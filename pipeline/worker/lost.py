@@ -43,7 +43,7 @@ from kombu.transport import redis as kombu_redis
 
 from pipeline.ledger.records import Ledger
 from pipeline.ledger.status import is_stuck
-from pipeline.ledger.values import TaskState
+from pipeline.ledger.values import SUCCEEDED_TASK_STATES, TaskState, with_params
 from pipeline.settings import DEFAULT_QUEUE, Settings
 
 log = logging.getLogger(__name__)
@@ -61,11 +61,6 @@ BUSY_TASK_STATES = frozenset({TaskState.RUNNING, TaskState.RETRYING})
 
 UNACKED_KEY = kombu_redis.Channel.unacked_key
 """kombu's hash of unacknowledged messages (delivery tag -> ``[message, exchange, routing key]``)."""
-
-
-def is_redis_broker(url: str | None) -> bool:
-    """True for the broker URLs whose messages live in Redis lists (kombu's Redis transport)."""
-    return (url or "").startswith(("redis://", "rediss://", "unix://"))
 
 
 def check_every(settings: Settings) -> float:
@@ -124,12 +119,6 @@ def _text(raw: "bytes | str") -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
 
 
-def _decoded(run: dict[str, Any]) -> dict[str, Any]:
-    if isinstance(run.get("params"), str):
-        run = {**run, "params": json.loads(run["params"])}
-    return run
-
-
 class LostCheck:
     """Finds active runs whose messages are all gone and restarts them (see the module)."""
 
@@ -146,7 +135,7 @@ class LostCheck:
 
         found = []
         for raw in self.ledger.list_runs(LOST_SCAN_RUNS):
-            run = _decoded(raw)
+            run = with_params(raw)
             if str(run.get("submitted") or "0") != "1" or str(run.get("cancelled") or "0") not in ("", "0"):
                 continue
             if not run.get("artifacts") or not run.get("digest"):  # not a record submit_run wrote: never sent
@@ -177,7 +166,7 @@ class LostCheck:
             run_id, updated = run["id"], run.get("updated") or run.get("created") or ""
             states = run["_states"]
             ids = [cid for key, cid in self.ledger.task_ids(run_id).items()
-                   if states.get(key) not in (TaskState.SUCCESS, TaskState.CACHED)]
+                   if states.get(key) not in SUCCEEDED_TASK_STATES]
             if snapshot.holds(run_id, ids):
                 self.suspects.pop(run_id, None)
                 continue
